@@ -1,0 +1,162 @@
+"""The executor callback: what ``EngineRepository`` hands out while runs are active.
+
+For each bound engine name, one :class:`EngineBinding` replaces the real engine in symai's
+registry. Its ``executor_callback`` (also its ``__call__``, which is what symai's
+``_execute_query`` invokes) routes a call to the run that the calling thread works for;
+a thread that belongs to no run (the main thread, another library's pool, a thread the
+expression started itself) goes straight to the real engine. Every other attribute --
+``prepare``, ``preview``, ``id``, settings -- is the real engine's.
+
+Bindings are reference-counted, so two runs at once (or a run nested in another run's
+expression) share one binding; the last run to finish puts the real engine back, but
+only if the registry still holds our binding (someone may have registered another engine
+meanwhile, which we leave alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from symbatcher.errors import EngineNotAvailableError
+from symbatcher.executors import Answer, Executor, executor_for
+from symbatcher.symai_setup import import_symai
+
+if TYPE_CHECKING:
+    from symbatcher.dispatch import Dispatcher
+
+logger = logging.getLogger("symbatcher")
+
+_thread_state = threading.local()
+_registry_lock = threading.Lock()
+_bound: dict[str, tuple[EngineBinding, int]] = {}
+
+
+class RunRoute:
+    """What a run's worker threads carry: the run's dispatcher and the engines it binds."""
+
+    __slots__ = ("dispatcher", "engines")
+
+    def __init__(self, dispatcher: Dispatcher, engines: frozenset[str]) -> None:
+        self.dispatcher = dispatcher
+        self.engines = engines
+
+
+def current_route() -> RunRoute | None:
+    route: RunRoute | None = getattr(_thread_state, "route", None)
+    return route
+
+
+@contextmanager
+def routed_to(route: RunRoute) -> Iterator[None]:
+    """Mark the current thread as a worker of a run for the duration of the block."""
+    previous = current_route()
+    _thread_state.route = route
+    try:
+        yield
+    finally:
+        _thread_state.route = previous
+
+
+class EngineBinding:
+    """Stands in for one engine in symai's registry and routes calls to their run."""
+
+    _own = frozenset({"_sb_name", "_sb_engine", "_sb_executor"})
+
+    def __init__(self, name: str, engine: Any) -> None:
+        object.__setattr__(self, "_sb_name", name)
+        object.__setattr__(self, "_sb_engine", engine)
+        object.__setattr__(self, "_sb_executor", executor_for(engine))
+
+    @property
+    def engine(self) -> Any:
+        """The real engine behind this binding."""
+        return self._sb_engine
+
+    @property
+    def executor(self) -> Executor:
+        executor: Executor = self._sb_executor
+        return executor
+
+    def executor_callback(self, argument: Any) -> Answer:
+        """Queue the call in its run and block until its answer; outside runs, call directly."""
+        route = current_route()
+        if route is None or self._sb_name not in route.engines:
+            return self.executor.call_one(argument)
+        return route.dispatcher.submit(self._sb_name, self.executor, argument)
+
+    def __call__(self, argument: Any) -> Answer:
+        return self.executor_callback(argument)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sb_engine, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._sb_engine, name, value)
+
+    def __repr__(self) -> str:
+        return f"<EngineBinding {self._sb_name!r} -> {self._sb_engine!r}>"
+
+
+def _repository() -> Any:
+    import_symai()
+    from symai.functional import EngineRepository  # noqa: PLC0415
+
+    return EngineRepository
+
+
+def _acquire(name: str) -> EngineBinding:
+    repo = _repository()
+    with _registry_lock:
+        if name in _bound:
+            binding, count = _bound[name]
+            _bound[name] = (binding, count + 1)
+            return binding
+        try:
+            engine = repo.get(name)
+        except (ValueError, ImportError) as exc:
+            msg = (
+                f"no engine named {name!r} is available in symai's EngineRepository ({exc}). "
+                f"Configure it in symai.config.json (e.g. NEUROSYMBOLIC_ENGINE_MODEL and its "
+                f"API key) or register one with EngineRepository.register({name!r}, engine)."
+            )
+            raise EngineNotAvailableError(msg) from exc
+        binding = EngineBinding(name, engine)
+        repo.register(name, binding, allow_engine_override=True)
+        _bound[name] = (binding, 1)
+        return binding
+
+
+def _release(name: str) -> None:
+    repo = _repository()
+    with _registry_lock:
+        binding, count = _bound[name]
+        if count > 1:
+            _bound[name] = (binding, count - 1)
+            return
+        del _bound[name]
+        if repo()._engines.get(name) is binding:
+            repo.register(name, binding.engine, allow_engine_override=True)
+        else:
+            logger.warning(
+                "engine %r was replaced in EngineRepository during a run; leaving the new one",
+                name,
+            )
+
+
+@contextmanager
+def bound_engines(names: tuple[str, ...]) -> Iterator[dict[str, EngineBinding]]:
+    """Bind each named engine for the block; the real engines are back afterwards, always."""
+    acquired: list[str] = []
+    try:
+        bindings: dict[str, EngineBinding] = {}
+        for name in names:
+            bindings[name] = _acquire(name)
+            acquired.append(name)
+        yield bindings
+    finally:
+        for name in reversed(acquired):
+            _release(name)

@@ -1,0 +1,250 @@
+"""The call queue of one run, the rules that release batches, and the batches in flight.
+
+A batch is released when ``batch_size`` calls wait, when every busy worker of the run is
+blocked on the engine (no further call can arrive, so waiting longer only adds latency),
+or when its oldest call has lingered ``linger`` seconds. ``max_inflight_batches`` caps the
+batches out at the engine; a finished batch lets the next one go. Nothing polls: callers
+sleep on their own event, and one linger thread sleeps on a condition until the oldest
+deadline.
+
+All coordination state lives in the :class:`Dispatcher` instance, one per run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from symbatcher.errors import RunCancelledError
+from symbatcher.executors import Answer, Executor, Outcome, exception_for_member
+
+_WAIT, _EXECUTE, _LEAD, _DONE = range(4)
+
+
+class _Call:
+    __slots__ = ("argument", "batch", "deadline", "event", "outcome", "role")
+
+    def __init__(self, argument: Any, deadline: float) -> None:
+        self.argument = argument
+        self.deadline = deadline
+        self.event = threading.Event()
+        self.role = _WAIT
+        self.batch: _Batch | None = None
+        self.outcome: Outcome | None = None
+
+    def finish(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.role = _DONE
+        self.event.set()
+
+
+class _Batch:
+    __slots__ = ("calls", "executor", "remaining")
+
+    def __init__(self, calls: list[_Call], executor: Executor) -> None:
+        self.calls = calls
+        self.executor = executor
+        self.remaining = len(calls)
+
+
+class _Lane:
+    """The waiting calls for one engine."""
+
+    __slots__ = ("executor", "waiting")
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.waiting: deque[_Call] = deque()
+
+
+class Dispatcher:
+    """Queues a run's engine calls and releases them to the engine in batches."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        linger: float = 0.005,
+        max_inflight_batches: int | None = None,
+        name: str = "symbatcher",
+    ) -> None:
+        self.batch_size = batch_size
+        self.linger = linger
+        self.max_inflight_batches = max_inflight_batches
+        self._lock = threading.Lock()
+        self._linger_wakeup = threading.Condition(self._lock)
+        self._lanes: dict[str, _Lane] = {}
+        self._busy = 0  # workers running an item
+        self._blocked = 0  # of those, workers inside an engine call (queued or executing)
+        self._inflight = 0
+        self._cancelled: BaseException | None = None
+        self._closed = False
+        self.engine_calls = 0
+        self.batches = 0
+        self.max_batch = 0
+        self._linger_thread = threading.Thread(
+            target=self._linger_loop, name=f"{name}-linger", daemon=True
+        )
+        self._linger_thread.start()
+
+    # ----------------------------------------------------------------- workers
+    def item_started(self) -> None:
+        with self._lock:
+            self._busy += 1
+
+    def item_finished(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._release()
+
+    def submit(self, lane_key: str, executor: Executor, argument: Any) -> Answer:
+        """Queue one call and block this worker until its answer (or error) is there."""
+        with self._lock:
+            if self._cancelled is not None:
+                raise RunCancelledError("the run was cancelled") from self._cancelled
+            lane = self._lanes.get(lane_key)
+            if lane is None:
+                lane = self._lanes[lane_key] = _Lane(executor)
+            call = _Call(argument, time.monotonic() + self.linger)
+            lane.waiting.append(call)
+            self._blocked += 1
+            self._release()
+            if call.role == _WAIT and len(lane.waiting) == 1:
+                self._linger_wakeup.notify()
+        try:
+            call.event.wait()
+            if call.role == _EXECUTE:
+                assert call.batch is not None
+                try:
+                    return call.batch.executor.call_one(argument)
+                finally:
+                    self._member_done(call.batch)
+            if call.role == _LEAD:
+                assert call.batch is not None
+                self._lead(call.batch)
+            outcome = call.outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+            assert outcome is not None
+            return outcome
+        finally:
+            with self._lock:
+                self._blocked -= 1
+
+    # ------------------------------------------------------------------ release
+    def _release(self) -> None:
+        """Release every batch the rules allow now. Caller holds the lock."""
+        if self._cancelled is not None:
+            return
+        cap = self.max_inflight_batches
+        while cap is None or self._inflight < cap:
+            lane = self._ready_lane()
+            if lane is None:
+                return
+            count = min(self.batch_size, len(lane.waiting))
+            calls = [lane.waiting.popleft() for _ in range(count)]
+            self._launch(_Batch(calls, lane.executor))
+
+    def _ready_lane(self) -> _Lane | None:
+        oldest: _Lane | None = None
+        for lane in self._lanes.values():
+            if not lane.waiting:
+                continue
+            if len(lane.waiting) >= self.batch_size:
+                return lane
+            if oldest is None or lane.waiting[0].deadline < oldest.waiting[0].deadline:
+                oldest = lane
+        if oldest is None:
+            return None
+        if self._blocked >= self._busy or oldest.waiting[0].deadline <= time.monotonic():
+            return oldest
+        return None
+
+    def _launch(self, batch: _Batch) -> None:
+        self._inflight += 1
+        self.batches += 1
+        self.engine_calls += len(batch.calls)
+        self.max_batch = max(self.max_batch, len(batch.calls))
+        if batch.executor.caller_runs:
+            for call in batch.calls:
+                call.batch = batch
+                call.role = _EXECUTE
+                call.event.set()
+        else:
+            leader = batch.calls[0]
+            leader.batch = batch
+            leader.role = _LEAD
+            leader.event.set()
+
+    def _lead(self, batch: _Batch) -> None:
+        """Run a list-taking engine on the whole batch and hand each member its outcome."""
+        try:
+            try:
+                outcomes = batch.executor.call_batch([c.argument for c in batch.calls])
+            except BaseException as exc:  # every member must wake, whatever happened
+                outcomes = [exc] + [exception_for_member(exc) for _ in batch.calls[1:]]
+            for call, outcome in zip(batch.calls, outcomes, strict=True):
+                if call.role != _DONE:
+                    call.finish(outcome)
+        finally:
+            with self._lock:
+                self._batch_done()
+
+    def _member_done(self, batch: _Batch) -> None:
+        with self._lock:
+            batch.remaining -= 1
+            if batch.remaining == 0:
+                self._batch_done()
+
+    def _batch_done(self) -> None:
+        self._inflight -= 1
+        self._release()
+        if self.max_inflight_batches is not None:
+            self._linger_wakeup.notify()
+
+    # ------------------------------------------------------------------- linger
+    def _linger_loop(self) -> None:
+        with self._lock:
+            while not self._closed:
+                self._release()
+                timeout = self._next_deadline()
+                if timeout is None:
+                    self._linger_wakeup.wait()
+                elif timeout > 0:
+                    self._linger_wakeup.wait(timeout)
+
+    def _next_deadline(self) -> float | None:
+        """Seconds until the oldest waiting call may go; None when there is nothing to time."""
+        cap = self.max_inflight_batches
+        if self._cancelled is not None or (cap is not None and self._inflight >= cap):
+            return None
+        heads = [lane.waiting[0].deadline for lane in self._lanes.values() if lane.waiting]
+        if not heads:
+            return None
+        return max(0.0, min(heads) - time.monotonic())
+
+    # ----------------------------------------------------------------- shutdown
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Fail every waiting call and every later one; calls at the engine finish."""
+        with self._lock:
+            if self._cancelled is None:
+                self._cancelled = reason or RunCancelledError("the run was cancelled")
+            for lane in self._lanes.values():
+                while lane.waiting:
+                    call = lane.waiting.popleft()
+                    error = RunCancelledError("the run was cancelled before this call was sent")
+                    error.__cause__ = self._cancelled
+                    call.finish(error)
+            self._linger_wakeup.notify()
+
+    def close(self) -> None:
+        """Stop the linger thread; call once no worker is left."""
+        with self._lock:
+            self._closed = True
+            self._linger_wakeup.notify()
+        self._linger_thread.join()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled is not None

@@ -1,0 +1,27 @@
+"""Errors symbatcher raises itself; each names what went wrong and where."""
+
+from __future__ import annotations
+
+
+class SymbatcherError(Exception):
+    """Base class of every error symbatcher raises itself."""
+
+
+class SymaiConfigError(SymbatcherError):
+    """symai could not start from its config file."""
+
+
+class EngineNotAvailableError(SymbatcherError):
+    """The engine a run should bind to is not registered or configured in symai."""
+
+
+class BatchProtocolError(SymbatcherError):
+    """A list-taking engine answered a batch with the wrong shape."""
+
+
+class RunCancelledError(SymbatcherError):
+    """The run this call belonged to was cancelled before the call got its answer."""
+
+
+class DatasetError(SymbatcherError):
+    """Iterating the dataset raised; the run stopped after the items already taken."""

@@ -1,0 +1,150 @@
+"""How a released batch reaches an engine: one list call, or each call in its own worker.
+
+Two engine shapes exist:
+
+* a plain symai 2.x engine (``engine(argument) -> (outputs, metadata)``) serves one call at a
+  time. The members of a batch run concurrently, each in the worker thread that made the
+  call: the run's workers already are the thread pool, so nothing is handed to another
+  thread and the engine runs in the thread (and context) symai expects.
+* a list-taking engine gets the whole batch in one call, run by the batch's first member.
+  symbatcher's protocol is ``forward_batch(arguments) -> list[(outputs, metadata) | Exception]``;
+  symai 1.x batch engines (``allows_batching = True``; ``engine(arguments)``) work too.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from symbatcher.errors import BatchProtocolError
+
+Answer = tuple[list[Any], dict[str, Any]]
+Outcome = Answer | BaseException
+
+
+class Executor(Protocol):
+    """What dispatch needs to know about an engine."""
+
+    #: True when each call of a batch runs in its own caller's thread.
+    caller_runs: bool
+
+    def call_one(self, argument: Any) -> Answer:
+        """Answer one call; used by callers that run their own call, and outside runs."""
+        ...
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        """Answer a batch: one outcome per argument, in order."""
+        ...
+
+
+def is_list_taking(engine: Any) -> bool:
+    return callable(getattr(engine, "forward_batch", None)) or (
+        getattr(engine, "allows_batching", False) is True
+    )
+
+
+def executor_for(engine: Any) -> Executor:
+    return ListExecutor(engine) if is_list_taking(engine) else PlainExecutor(engine)
+
+
+class PlainExecutor:
+    caller_runs = True
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def call_one(self, argument: Any) -> Answer:
+        result: Answer = self.engine(argument)
+        return result
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for argument in arguments:
+            try:
+                outcomes.append(self.call_one(argument))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+class ListExecutor:
+    caller_runs = False
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._native = callable(getattr(engine, "forward_batch", None))
+
+    def call_one(self, argument: Any) -> Answer:
+        outcome = self.call_batch([argument])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        """Whole-batch exceptions propagate; the dispatcher hands one to each member."""
+        started = time.time()
+        for argument in arguments:
+            _trigger(self.engine, "_trigger_input_handlers", argument)
+        if self._native:
+            raw = self.engine.forward_batch(list(arguments))
+        else:
+            raw = self.engine(list(arguments))
+        outcomes = normalize_batch(self.engine, raw, len(arguments))
+        elapsed = time.time() - started
+        for argument, outcome in zip(arguments, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                outcome[1].setdefault("time", elapsed)
+                _trigger(self.engine, "_trigger_output_handlers", argument, *outcome)
+        return outcomes
+
+
+def normalize_batch(engine: Any, raw: Any, expected: int) -> list[Outcome]:
+    """Check a list engine's answer and bring each entry to symai's ``(list, dict)`` shape."""
+    name = type(engine).__qualname__
+    if not isinstance(raw, list | tuple):
+        msg = f"{name} answered a batch of {expected} with {type(raw).__name__}, expected a list"
+        raise BatchProtocolError(msg)
+    if len(raw) != expected:
+        msg = f"{name} answered a batch of {expected} calls with {len(raw)} results"
+        raise BatchProtocolError(msg)
+    outcomes: list[Outcome] = []
+    for position, entry in enumerate(raw):
+        if isinstance(entry, BaseException):
+            outcomes.append(entry)
+            continue
+        if not isinstance(entry, tuple | list) or len(entry) != 2:
+            msg = (
+                f"{name} answered call {position} of a batch with {entry!r:.80}; "
+                f"expected (outputs, metadata) or an exception"
+            )
+            raise BatchProtocolError(msg)
+        outputs, metadata = entry
+        if isinstance(outputs, BaseException):  # symai 1.x puts errors in the result slot
+            outcomes.append(outputs)
+            continue
+        outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+        outcomes.append((outputs, dict(metadata) if metadata else {}))
+    return outcomes
+
+
+def exception_for_member(exc: BaseException) -> BaseException:
+    """A copy of a whole-batch exception, so no two threads raise the same object."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:
+        return exc
+    if type(clone) is not type(exc):
+        return exc
+    clone.__traceback__ = None
+    clone.__cause__ = exc
+    return clone
+
+
+def _trigger(engine: Any, hook: str, *args: Any) -> None:
+    """Run symai 2.x's input/output handlers, which ``Engine.__call__`` would have run."""
+    from symai.backend.base import Engine  # noqa: PLC0415
+
+    if isinstance(engine, Engine):
+        getattr(engine, hook)(*args)

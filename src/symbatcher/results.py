@@ -1,0 +1,126 @@
+"""What a run hands back: one outcome per item in dataset order, and the run's figures."""
+
+from __future__ import annotations
+
+import traceback as tb
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Stands in an item's result slot when that item raised; the run went on without it."""
+
+    index: int
+    type: str
+    message: str
+    traceback: str
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_exception(cls, index: int, exc: BaseException) -> ItemError:
+        return cls(
+            index=index,
+            type=type(exc).__qualname__,
+            message=str(exc),
+            traceback="".join(tb.format_exception(exc)),
+            exception=exc,
+        )
+
+    def __str__(self) -> str:
+        return f"item {self.index} failed: {self.type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Figures of one run; computed once the run ended (or so far, while it runs)."""
+
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    engine_calls: int = 0
+    batches: int = 0
+    batch_size: int = 1
+    wall_time: float = 0.0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.engine_calls / self.batches if self.batches else 0.0
+
+    @property
+    def mean_batch_fill(self) -> float:
+        """Mean batch size as a fraction of ``batch_size``: 1.0 means every batch was full."""
+        return self.mean_batch_size / self.batch_size if self.batch_size else 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items / self.wall_time if self.wall_time > 0 else 0.0
+
+    @property
+    def calls_per_second(self) -> float:
+        return self.engine_calls / self.wall_time if self.wall_time > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "items": self.items,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "engine_calls": self.engine_calls,
+            "batches": self.batches,
+            "mean_batch_size": round(self.mean_batch_size, 3),
+            "mean_batch_fill": round(self.mean_batch_fill, 3),
+            "wall_time": round(self.wall_time, 4),
+            "items_per_second": round(self.items_per_second, 2),
+            "calls_per_second": round(self.calls_per_second, 2),
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.items} items ({self.succeeded} ok, {self.failed} failed) in "
+            f"{self.wall_time:.2f}s: {self.items_per_second:.1f} items/s, "
+            f"{self.engine_calls} engine calls in {self.batches} batches, "
+            f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
+            f"(fill {self.mean_batch_fill:.0%})"
+        )
+
+
+class RunResults(Sequence[Any]):
+    """The outcomes of a run in dataset order: a value, or an :class:`ItemError`."""
+
+    def __init__(self, outcomes: list[Any], stats: RunStats) -> None:
+        self._outcomes = outcomes
+        self.stats = stats
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._outcomes[index]
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._outcomes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunResults):
+            return self._outcomes == other._outcomes
+        if isinstance(other, list):
+            return self._outcomes == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def errors(self) -> list[ItemError]:
+        return [o for o in self._outcomes if isinstance(o, ItemError)]
+
+    @property
+    def ok(self) -> bool:
+        return not any(isinstance(o, ItemError) for o in self._outcomes)
+
+    def __repr__(self) -> str:
+        return f"RunResults({len(self)} items, {self.stats.failed} failed)"

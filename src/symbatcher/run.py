@@ -1,0 +1,238 @@
+"""One run's life: a bounded window over the dataset, item workers, outcomes as completed.
+
+Workers pull the next item from the dataset under a lock, so a generator is consumed
+lazily; a semaphore caps the items taken but not yet handed to the consumer (``window``),
+so memory does not grow with the dataset. Outcomes travel to the consumer through a queue.
+Closing the run -- normally, on error, on ``fail_fast``, on Ctrl-C or when the consumer
+stops early -- cancels what is waiting, joins every thread it started and unbinds the
+engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+from symbatcher.binding import RunRoute, bound_engines, routed_to
+from symbatcher.dispatch import Dispatcher
+from symbatcher.errors import DatasetError
+from symbatcher.results import ItemError, RunStats
+
+logger = logging.getLogger("symbatcher")
+
+ErrorHandling = Literal["continue", "fail_fast"]
+_WORKER_EXIT = object()
+_run_numbers = itertools.count(1)
+
+
+class Run:
+    """Runs ``make_expr()(input=item, **call_kwargs)`` for every item of ``dataset``."""
+
+    def __init__(
+        self,
+        make_expr: Callable[[int], Any],
+        dataset: Iterable[Any],
+        *,
+        num_workers: int,
+        batch_size: int,
+        call_kwargs: dict[str, Any],
+        engines: tuple[str, ...],
+        linger: float,
+        max_inflight_batches: int | None,
+        window: int,
+        error_handling: ErrorHandling,
+    ) -> None:
+        self._make_expr = make_expr
+        self._source = iter(dataset)
+        self._num_workers = num_workers
+        self._call_kwargs = call_kwargs
+        self._engines = engines
+        self._error_handling = error_handling
+        self._name = f"symbatcher-run{next(_run_numbers)}"
+        self._batch_size = batch_size
+        self._linger = linger
+        self._max_inflight = max_inflight_batches
+        self._window = threading.Semaphore(window)
+        self._source_lock = threading.Lock()
+        self._next_index = 0
+        self._exhausted = False
+        self._stopping = False
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._failure: BaseException | None = None
+        self._failure_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._dispatcher: Dispatcher | None = None
+        self._binding: contextlib.ExitStack | None = None
+        self._started_at = 0.0
+        self._ended_at: float | None = None
+        self._succeeded = 0
+        self._failed = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ figures
+    @property
+    def stats(self) -> RunStats:
+        d = self._dispatcher
+        end = self._ended_at if self._ended_at is not None else time.perf_counter()
+        return RunStats(
+            items=self._succeeded + self._failed,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            engine_calls=d.engine_calls if d else 0,
+            batches=d.batches if d else 0,
+            batch_size=self._batch_size,
+            wall_time=(end - self._started_at) if self._started_at else 0.0,
+        )
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._started_at = time.perf_counter()
+        stack = contextlib.ExitStack()
+        stack.enter_context(bound_engines(self._engines))
+        self._binding = stack
+        try:
+            self._dispatcher = Dispatcher(
+                self._batch_size, self._linger, self._max_inflight, name=self._name
+            )
+            route = RunRoute(self._dispatcher, frozenset(self._engines))
+            for number in range(self._num_workers):
+                thread = threading.Thread(
+                    target=self._work,
+                    args=(route, number),
+                    name=f"{self._name}-worker{number}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def outcomes(self) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, value or ItemError)`` as items finish; the run closes at the end."""
+        try:
+            running = len(self._threads)
+            while running:
+                message = self._outbox.get()
+                if message is _WORKER_EXIT:
+                    running -= 1
+                    continue
+                index, outcome = message
+                self._window.release()
+                if isinstance(outcome, ItemError):
+                    self._failed += 1
+                else:
+                    self._succeeded += 1
+                if self._failure is not None and self._error_handling == "fail_fast":
+                    break
+                yield index, outcome
+        finally:
+            self.close()
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        """Cancel what has not finished, join every thread, unbind the engines. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop()
+            for thread in self._threads:
+                thread.join()
+            if self._dispatcher is not None:
+                self._dispatcher.close()
+        finally:
+            self._ended_at = time.perf_counter()
+            if self._binding is not None:
+                self._binding.close()
+
+    # ------------------------------------------------------------------ workers
+    def _stop(self, reason: BaseException | None = None) -> None:
+        self._stopping = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel(reason)
+        for _ in range(self._num_workers):
+            self._window.release()
+
+    def _fail(self, error: BaseException, *, cancel: bool) -> None:
+        with self._failure_lock:
+            if self._failure is None:
+                self._failure = error
+        if cancel:
+            self._stop(error)
+
+    def _take(self) -> tuple[int, Any] | None:
+        """The next item and its index, or None when there is nothing more to do."""
+        self._window.acquire()
+        with self._source_lock:
+            if self._stopping or self._exhausted:
+                self._window.release()
+                return None
+            index = self._next_index
+            try:
+                item = next(self._source)
+            except StopIteration:
+                self._exhausted = True
+                self._window.release()
+                return None
+            except Exception as exc:
+                self._exhausted = True
+                self._window.release()
+                error = DatasetError(
+                    f"iterating the dataset raised {type(exc).__name__} at item {index}: {exc}"
+                )
+                error.__cause__ = exc
+                self._fail(error, cancel=False)
+                return None
+            self._next_index += 1
+            return index, item
+
+    def _work(self, route: RunRoute, number: int) -> None:
+        dispatcher = route.dispatcher
+        try:
+            with routed_to(route):
+                try:
+                    expr = self._make_expr(number)
+                except Exception as exc:
+                    self._fail(exc, cancel=True)
+                    return
+                while True:
+                    taken = self._take()
+                    if taken is None:
+                        return
+                    index, item = taken
+                    dispatcher.item_started()
+                    try:
+                        outcome: Any = expr(input=item, **self._call_kwargs)
+                    except Exception as exc:
+                        outcome = ItemError.from_exception(index, exc)
+                        if self._error_handling == "fail_fast" and not self._stopping:
+                            exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
+                            self._fail(exc, cancel=True)
+                    except BaseException as exc:
+                        outcome = ItemError.from_exception(index, exc)
+                        self._fail(exc, cancel=True)
+                    finally:
+                        dispatcher.item_finished()
+                        _forget_links(expr)
+                    self._outbox.put((index, outcome))
+        finally:
+            self._outbox.put(_WORKER_EXIT)
+
+
+def _forget_links(expr: Any) -> None:
+    """Drop the result trail symai appends to a root expression on every nested call.
+
+    symai links each nested result into ``root.metadata.root_link``; an instance reused for
+    thousands of items would grow by kilobytes per call.
+    """
+    metadata = getattr(expr, "_metadata", None)
+    if metadata is not None and getattr(metadata, "root_link", None) is not None:
+        metadata.root_link = None

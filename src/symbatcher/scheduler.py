@@ -1,0 +1,227 @@
+"""BatchScheduler: the Expression users call to run another Expression over a dataset."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from symbatcher.errors import DatasetError
+from symbatcher.results import RunResults, RunStats
+from symbatcher.run import ErrorHandling, Run
+from symbatcher.symai_setup import import_symai
+
+import_symai()
+
+from symai import Expression  # noqa: E402
+
+logger = logging.getLogger("symbatcher")
+
+DEFAULT_WORKERS = 16
+DEFAULT_BATCH_SIZE = 5
+
+
+class BatchScheduler(Expression):  # type: ignore[misc]
+    """Runs an Expression over a dataset and batches the engine calls its items make.
+
+    Every engine call an item's expression makes through symai's ``EngineRepository``
+    (default engine: ``neurosymbolic``) is queued and released to the engine together with
+    the calls of other items; each item's worker resumes when its answer is back, so its
+    later (dependent) calls follow. Results come back in dataset order.
+
+    Run options live here rather than in :meth:`forward`, whose extra keyword arguments
+    all go to the expression.
+    """
+
+    def __init__(
+        self,
+        engines: Iterable[str] | str = ("neurosymbolic",),
+        *,
+        linger: float = 0.005,
+        max_inflight_batches: int | None = None,
+        window: int | None = None,
+        error_handling: ErrorHandling = "continue",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        names = (engines,) if isinstance(engines, str) else tuple(engines)
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"engines must be non-empty engine names, got {engines!r}")
+        if linger < 0:
+            raise ValueError(f"linger must be >= 0 seconds, got {linger!r}")
+        if max_inflight_batches is not None:
+            _positive_int("max_inflight_batches", max_inflight_batches)
+        if window is not None:
+            _positive_int("window", window)
+        if error_handling not in ("continue", "fail_fast"):
+            raise ValueError(
+                f"error_handling must be 'continue' or 'fail_fast', got {error_handling!r}"
+            )
+        self._sb_engines = tuple(dict.fromkeys(names))
+        self._sb_linger = float(linger)
+        self._sb_max_inflight = max_inflight_batches
+        self._sb_window = window
+        self._sb_error_handling: ErrorHandling = error_handling
+        self._sb_last: Run | None = None
+
+    # ---------------------------------------------------------------- public API
+    def forward(
+        self,
+        expr: Any,
+        num_workers: int = DEFAULT_WORKERS,
+        dataset: Iterable[Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> RunResults:
+        """Run ``expr(input=item, **kwargs)`` for every item; outcomes in dataset order.
+
+        A failed item's slot holds an :class:`~symbatcher.ItemError`. If the dataset itself
+        raises, the items taken before it still finish and the raised
+        :class:`~symbatcher.DatasetError` carries them as ``.results``.
+        """
+        run = self._new_run(expr, dataset, num_workers, batch_size, kwargs)
+        slots: dict[int, Any] = {}
+        try:
+            run.start()
+            for index, outcome in run.outcomes():
+                slots[index] = outcome
+        except DatasetError as exc:
+            exc.results = RunResults([slots[i] for i in sorted(slots)], run.stats)  # type: ignore[attr-defined]
+            raise
+        return RunResults([slots[i] for i in range(len(slots))], run.stats)
+
+    def imap(
+        self,
+        expr: Any,
+        dataset: Iterable[Any],
+        num_workers: int = DEFAULT_WORKERS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> RunStream:
+        """Stream ``(index, outcome)`` pairs as items finish; memory stays bounded.
+
+        The run starts at the first ``next()``. Stop early with ``close()`` (or leave a
+        ``with`` block); either way the threads are joined and the engines unbound.
+        """
+        return RunStream(self._new_run(expr, dataset, num_workers, batch_size, kwargs))
+
+    @property
+    def stats(self) -> RunStats:
+        """Figures of the latest run started by this scheduler (live while it runs)."""
+        return self._sb_last.stats if self._sb_last is not None else RunStats()
+
+    # ----------------------------------------------------------------- plumbing
+    def _new_run(
+        self,
+        expr: Any,
+        dataset: Iterable[Any] | None,
+        num_workers: int,
+        batch_size: int,
+        kwargs: dict[str, Any],
+    ) -> Run:
+        _positive_int("num_workers", num_workers)
+        _positive_int("batch_size", batch_size)
+        if dataset is None:
+            raise TypeError("dataset is required: pass an iterable of items")
+        if isinstance(dataset, str | bytes) or not isinstance(dataset, Iterable):
+            raise TypeError(
+                f"dataset must be an iterable of items (list, generator, ...), "
+                f"got {type(dataset).__name__}"
+            )
+        run = Run(
+            _expression_factory(expr, kwargs),
+            dataset,
+            num_workers=num_workers,
+            batch_size=batch_size,
+            call_kwargs=kwargs,
+            engines=self._sb_engines,
+            linger=self._sb_linger,
+            max_inflight_batches=self._sb_max_inflight,
+            window=self._sb_window or 2 * num_workers,
+            error_handling=self._sb_error_handling,
+        )
+        self._sb_last = run
+        return run
+
+
+class RunStream(Iterator[tuple[int, Any]]):
+    """The outcomes of a streaming run, as they complete; ``.stats`` is live."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._outcomes: Iterator[tuple[int, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def __next__(self) -> tuple[int, Any]:
+        if self._outcomes is None:
+            with self._lock:
+                if self._outcomes is None:
+                    self._run.start()
+                    self._outcomes = self._run.outcomes()
+        return next(self._outcomes)
+
+    def __iter__(self) -> RunStream:
+        return self
+
+    def close(self) -> None:
+        if self._outcomes is not None:
+            close = getattr(self._outcomes, "close", None)
+            if close is not None:
+                close()
+        self._run.close()
+
+    def __enter__(self) -> RunStream:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> RunStats:
+        return self._run.stats
+
+
+def _expression_factory(expr: Any, kwargs: dict[str, Any]) -> Any:
+    """A callable giving each worker its expression.
+
+    A class gets one instance per worker (symai expressions keep per-call state, so sharing
+    one across threads is unsafe); it is built with those of ``kwargs`` its ``__init__``
+    names. The first instance is built here, so a class that cannot be built fails before
+    any thread starts. An instance is shared by all workers as given.
+    """
+    if isinstance(expr, type):
+        init_kwargs = _init_kwargs(expr, kwargs)
+        try:
+            first = expr(**init_kwargs)
+        except Exception as exc:
+            raise TypeError(f"could not instantiate {expr.__qualname__}: {exc}") from exc
+        if not callable(first):
+            raise TypeError(f"{expr.__qualname__} instances are not callable")
+
+        def make(worker: int) -> Any:
+            return first if worker == 0 else expr(**init_kwargs)
+
+        return make
+    if not callable(expr):
+        raise TypeError(f"expr must be an Expression class or instance, got {type(expr).__name__}")
+    return lambda _worker: expr
+
+
+def _init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+    named = {
+        name
+        for name, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
+    }
+    return {k: v for k, v in kwargs.items() if k in named}
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,239 @@
+"""Simulated engines: real symai ``Engine`` subclasses whose network is a sleep.
+
+Each answer is ``sim(<prompt>)``, the full prompt the call carried, so a test can prove an
+answer reached the item that asked. Latency, failures and tracking are configurable and
+deterministic (a seeded RNG), so the same settings give the same run.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from symbatcher.symai_setup import import_symai
+
+import_symai()
+
+from symai.backend.base import Engine  # noqa: E402
+from symai.functional import EngineRepository  # noqa: E402
+
+Latency = float | tuple[float, float] | Callable[[random.Random], float]
+Match = str | Callable[[str], bool] | None
+
+
+class SimulatedEngineError(RuntimeError):
+    """An error a simulated engine was told to raise."""
+
+
+def _matches(rule: Match, prompt: str) -> bool:
+    if rule is None:
+        return False
+    if isinstance(rule, str):
+        return rule in prompt
+    return bool(rule(prompt))
+
+
+def prompt_of(argument: Any) -> str:
+    """The text symai built for this call (what a real engine would send)."""
+    prop = argument.prop
+    prepared = getattr(prop, "prepared_input", None)
+    if isinstance(prepared, str):
+        return prepared
+    return str(getattr(prop, "processed_input", ""))
+
+
+class SimulatedEngine(Engine):  # type: ignore[misc]
+    """A plain symai 2.x engine: one call at a time, ``latency`` seconds per call.
+
+    ``latency`` is seconds, a ``(low, high)`` uniform range, or ``f(rng) -> seconds``.
+    ``fail_every=k`` fails every k-th call; ``fail_on`` fails calls whose prompt contains a
+    string (or satisfies a predicate). ``calls`` lists every prompt received, in order.
+    """
+
+    def __init__(
+        self,
+        latency: Latency = 0.0,
+        *,
+        seed: int = 0,
+        fail_every: int | None = None,
+        fail_on: Match = None,
+        model: str = "simulated",
+    ) -> None:
+        super().__init__()
+        self.latency = latency
+        self.fail_every = fail_every
+        self.fail_on = fail_on
+        self.model = model
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.calls: list[str] = []
+        self.batches: list[int] = []
+        self.concurrency = 0
+        self.max_concurrency = 0
+
+    def id(self) -> str:
+        return "neurosymbolic"
+
+    def prepare(self, argument: Any) -> None:
+        argument.prop.prepared_input = str(argument.prop.processed_input)
+
+    @property
+    def call_count(self) -> int:
+        return len(self.calls)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.batches.clear()
+            self.max_concurrency = 0
+
+    # ------------------------------------------------------------------ serving
+    def forward(self, argument: Any) -> tuple[list[str], dict[str, Any]]:
+        prompt = prompt_of(argument)
+        number = self._enter([prompt])[0]
+        try:
+            self._wait()
+            self._maybe_fail(prompt, number)
+            return self.answer(prompt)
+        finally:
+            self._leave()
+
+    def answer(self, prompt: str) -> tuple[list[str], dict[str, Any]]:
+        text = f"sim({prompt})"
+        prompt_tokens = max(1, len(prompt) // 4)
+        completion_tokens = max(1, len(text) // 4)
+        metadata = {
+            "model": self.model,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return [text], metadata
+
+    def _enter(self, prompts: Sequence[str]) -> list[int]:
+        with self._lock:
+            first = len(self.calls) + 1
+            self.calls.extend(prompts)
+            self.batches.append(len(prompts))
+            self.concurrency += 1
+            self.max_concurrency = max(self.max_concurrency, self.concurrency)
+            return list(range(first, first + len(prompts)))
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.concurrency -= 1
+
+    def _delay(self) -> float:
+        if callable(self.latency):
+            with self._lock:
+                return float(self.latency(self._rng))
+        if isinstance(self.latency, tuple):
+            low, high = self.latency
+            with self._lock:
+                return self._rng.uniform(low, high)
+        return float(self.latency)
+
+    def _wait(self) -> None:
+        delay = self._delay()
+        if delay > 0:
+            time.sleep(delay)  # the simulated network round trip
+
+    def _maybe_fail(self, prompt: str, number: int) -> None:
+        if self.fail_every and number % self.fail_every == 0:
+            raise SimulatedEngineError(f"injected failure on call {number} (every {self.fail_every})")
+        if _matches(self.fail_on, prompt):
+            raise SimulatedEngineError(f"injected failure on call {number}: prompt matched")
+
+
+class SimulatedBatchEngine(SimulatedEngine):
+    """A list-taking engine (symbatcher's ``forward_batch`` protocol): latency per batch.
+
+    Besides the per-call failures of :class:`SimulatedEngine` (returned in the failing
+    call's slot), ``fail_batch_on`` / ``fail_batch_every`` make the whole batch raise.
+    ``batches`` lists the size of every batch received.
+    """
+
+    def __init__(
+        self,
+        latency: Latency = 0.0,
+        *,
+        fail_batch_on: Match = None,
+        fail_batch_every: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(latency, **kwargs)
+        self.fail_batch_on = fail_batch_on
+        self.fail_batch_every = fail_batch_every
+
+    def forward_batch(
+        self, arguments: Sequence[Any]
+    ) -> list[tuple[list[str], dict[str, Any]] | BaseException]:
+        prompts = [prompt_of(a) for a in arguments]
+        numbers = self._enter(prompts)
+        batch_number = len(self.batches)
+        try:
+            self._wait()
+            if self.fail_batch_every and batch_number % self.fail_batch_every == 0:
+                raise SimulatedEngineError(f"injected failure of batch {batch_number}")
+            if any(_matches(self.fail_batch_on, p) for p in prompts):
+                raise SimulatedEngineError(f"injected failure of batch {batch_number}: a prompt matched")
+            outcomes: list[tuple[list[str], dict[str, Any]] | BaseException] = []
+            for prompt, number in zip(prompts, numbers, strict=True):
+                try:
+                    self._maybe_fail(prompt, number)
+                    outcomes.append(self.answer(prompt))
+                except SimulatedEngineError as exc:
+                    outcomes.append(exc)
+            return outcomes
+        finally:
+            self._leave()
+
+
+class LegacyBatchEngine:
+    """A symai 1.x-style batch engine: ``allows_batching = True``, ``engine(list)``.
+
+    Answers ``(text, metadata)`` per argument with the text not wrapped in a list, and a
+    failing call's exception in its result slot -- as 1.x ``BatchEngine`` subclasses did.
+    """
+
+    allows_batching = True
+
+    def __init__(self, inner: SimulatedBatchEngine | None = None) -> None:
+        self.inner = inner or SimulatedBatchEngine()
+
+    def id(self) -> str:
+        return "neurosymbolic"
+
+    def prepare(self, argument: Any) -> None:
+        self.inner.prepare(argument)
+
+    def __call__(self, arguments: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        legacy: list[tuple[Any, dict[str, Any]]] = []
+        for outcome in self.inner.forward_batch(arguments):
+            if isinstance(outcome, BaseException):
+                legacy.append((outcome, {}))
+            else:
+                legacy.append((outcome[0][0], outcome[1]))
+        return legacy
+
+
+@contextmanager
+def use_engine(engine: Any, name: str = "neurosymbolic") -> Iterator[Any]:
+    """Register ``engine`` under ``name`` in symai for the block; put back what was there."""
+    engines = EngineRepository()._engines
+    had = name in engines
+    previous = engines.get(name)
+    EngineRepository.register(name, engine, allow_engine_override=True)
+    try:
+        yield engine
+    finally:
+        if had:
+            EngineRepository.register(name, previous, allow_engine_override=True)
+        else:
+            engines.pop(name, None)
