@@ -76,7 +76,8 @@ class Dispatcher:
         self._linger_wakeup = threading.Condition(self._lock)
         self._lanes: dict[str, _Lane] = {}
         self._busy = 0  # workers running an item
-        self._blocked = 0  # of those, workers inside an engine call (queued or executing)
+        self._blocked = 0  # of those, workers inside an engine call (queued or at the engine)
+        self._queued = 0  # of those, workers whose call waits in a lane
         self._inflight = 0
         self._cancelled: BaseException | None = None
         self._closed = False
@@ -108,6 +109,7 @@ class Dispatcher:
                 lane = self._lanes[lane_key] = _Lane(executor)
             call = _Call(argument, time.monotonic() + self.linger)
             lane.waiting.append(call)
+            self._queued += 1
             self._blocked += 1
             self._release()
             if call.role == _WAIT and len(lane.waiting) == 1:
@@ -144,21 +146,31 @@ class Dispatcher:
                 return
             count = min(self.batch_size, len(lane.waiting))
             calls = [lane.waiting.popleft() for _ in range(count)]
+            self._queued -= count
             self._launch(_Batch(calls, lane.executor))
 
     def _ready_lane(self) -> _Lane | None:
-        oldest: _Lane | None = None
+        """A lane whose head may go now, by the release rules.
+
+        "No further call can arrive" means different things per engine shape. For a
+        list-taking engine a worker whose call is out in a batch will call again when the
+        batch returns, so only when every busy worker sits in the queue is waiting pointless.
+        A plain engine answers each call on its own anyway, so holding its calls back can
+        only add latency: they go as soon as every busy worker is queued *or* at the engine.
+        """
+        everyone_queued = self._queued >= self._busy
+        everyone_blocked = self._blocked >= self._busy
+        now = time.monotonic()
         for lane in self._lanes.values():
             if not lane.waiting:
                 continue
-            if len(lane.waiting) >= self.batch_size:
+            if (
+                len(lane.waiting) >= self.batch_size
+                or everyone_queued
+                or (everyone_blocked and lane.executor.caller_runs)
+                or lane.waiting[0].deadline <= now
+            ):
                 return lane
-            if oldest is None or lane.waiting[0].deadline < oldest.waiting[0].deadline:
-                oldest = lane
-        if oldest is None:
-            return None
-        if self._blocked >= self._busy or oldest.waiting[0].deadline <= time.monotonic():
-            return oldest
         return None
 
     def _launch(self, batch: _Batch) -> None:
@@ -236,6 +248,7 @@ class Dispatcher:
                     error = RunCancelledError("the run was cancelled before this call was sent")
                     error.__cause__ = self._cancelled
                     call.finish(error)
+            self._queued = 0
             self._linger_wakeup.notify()
 
     def close(self) -> None:

@@ -51,7 +51,8 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
 
     ``latency`` is seconds, a ``(low, high)`` uniform range, or ``f(rng) -> seconds``.
     ``fail_every=k`` fails every k-th call; ``fail_on`` fails calls whose prompt contains a
-    string (or satisfies a predicate). ``calls`` lists every prompt received, in order.
+    string (or satisfies a predicate). ``calls`` lists every prompt received, in order
+    (``record_calls=False`` keeps only the count, for long runs).
     """
 
     def __init__(
@@ -62,8 +63,11 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
         fail_every: int | None = None,
         fail_on: Match = None,
         model: str = "simulated",
+        record_calls: bool = True,
     ) -> None:
         super().__init__()
+        self.record_calls = record_calls
+        self._count = 0
         self.latency = latency
         self.fail_every = fail_every
         self.fail_on = fail_on
@@ -72,6 +76,7 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
         self._lock = threading.Lock()
         self.calls: list[str] = []
         self.batches: list[int] = []
+        self._batch_count = 0
         self.concurrency = 0
         self.max_concurrency = 0
 
@@ -83,10 +88,12 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
 
     @property
     def call_count(self) -> int:
-        return len(self.calls)
+        return self._count
 
     def reset(self) -> None:
         with self._lock:
+            self._count = 0
+            self._batch_count = 0
             self.calls.clear()
             self.batches.clear()
             self.max_concurrency = 0
@@ -94,7 +101,7 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
     # ------------------------------------------------------------------ serving
     def forward(self, argument: Any) -> tuple[list[str], dict[str, Any]]:
         prompt = prompt_of(argument)
-        number = self._enter([prompt])[0]
+        number = self._enter([prompt])[0][0]
         try:
             self._wait()
             self._maybe_fail(prompt, number)
@@ -116,14 +123,18 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
         }
         return [text], metadata
 
-    def _enter(self, prompts: Sequence[str]) -> list[int]:
+    def _enter(self, prompts: Sequence[str]) -> tuple[list[int], int]:
+        """Record the calls; their numbers (from 1) and the batch's number."""
         with self._lock:
-            first = len(self.calls) + 1
-            self.calls.extend(prompts)
-            self.batches.append(len(prompts))
+            first = self._count + 1
+            self._count += len(prompts)
+            if self.record_calls:
+                self.calls.extend(prompts)
+                self.batches.append(len(prompts))
+            self._batch_count += 1
             self.concurrency += 1
             self.max_concurrency = max(self.max_concurrency, self.concurrency)
-            return list(range(first, first + len(prompts)))
+            return list(range(first, first + len(prompts))), self._batch_count
 
     def _leave(self) -> None:
         with self._lock:
@@ -175,8 +186,7 @@ class SimulatedBatchEngine(SimulatedEngine):
         self, arguments: Sequence[Any]
     ) -> list[tuple[list[str], dict[str, Any]] | BaseException]:
         prompts = [prompt_of(a) for a in arguments]
-        numbers = self._enter(prompts)
-        batch_number = len(self.batches)
+        numbers, batch_number = self._enter(prompts)
         try:
             self._wait()
             if self.fail_batch_every and batch_number % self.fail_batch_every == 0:

@@ -1,0 +1,173 @@
+"""Release rules of the Dispatcher, driven directly by threads (no symai in the way)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from symbatcher.dispatch import Dispatcher
+from symbatcher.errors import RunCancelledError
+from symbatcher.executors import Answer, Outcome
+
+
+class GatedListEngine:
+    """A list-taking executor whose batches wait for the test to open a gate."""
+
+    caller_runs = False
+
+    def __init__(self, gated: bool = False) -> None:
+        self.batches: list[list[Any]] = []
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.max_inflight = 0
+        self.started = threading.Semaphore(0)
+
+    def call_one(self, argument: Any) -> Answer:
+        raise AssertionError("dispatch must use call_batch")
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        with self.lock:
+            self.batches.append(list(arguments))
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        self.started.release()
+        self.gate.wait()
+        with self.lock:
+            self.inflight -= 1
+        return [([f"ans({a})"], {}) for a in arguments]
+
+
+def run_workers(dispatcher: Dispatcher, executor: Any, args: list[Any]) -> tuple[list[Any], list[threading.Thread]]:
+    """One worker per argument, all marked busy before any of them calls."""
+    answers: list[Any] = [None] * len(args)
+    for _ in args:
+        dispatcher.item_started()
+
+    def worker(i: int) -> None:
+        try:
+            answers[i] = dispatcher.submit("e", executor, args[i])
+        except BaseException as exc:
+            answers[i] = exc
+        finally:
+            dispatcher.item_finished()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    return answers, threads
+
+
+def test_full_batches_go_at_once_without_linger() -> None:
+    # a linger of an hour: only the size rule and the all-blocked rule can release
+    dispatcher = Dispatcher(batch_size=4, linger=3600)
+    engine = GatedListEngine()
+    answers, threads = run_workers(dispatcher, engine, list(range(8)))
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert [len(b) for b in engine.batches] == [4, 4]
+    assert answers == [([f"ans({i})"], {}) for i in range(8)]
+    assert dispatcher.engine_calls == 8
+
+
+def test_all_workers_blocked_releases_a_partial_batch() -> None:
+    dispatcher = Dispatcher(batch_size=100, linger=3600)
+    engine = GatedListEngine()
+    answers, threads = run_workers(dispatcher, engine, ["a", "b", "c"])
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert sum(len(b) for b in engine.batches) == 3
+    assert answers == [(["ans(a)"], {}), (["ans(b)"], {}), (["ans(c)"], {})]
+
+
+def test_linger_releases_while_another_worker_is_busy_elsewhere() -> None:
+    dispatcher = Dispatcher(batch_size=100, linger=0.01)
+    engine = GatedListEngine()
+    dispatcher.item_started()  # a worker busy with client-side work: it will not call
+    answers, threads = run_workers(dispatcher, engine, ["x"])
+    threads[0].join()  # only the linger deadline can release "x"
+    dispatcher.item_finished()
+    dispatcher.close()
+    assert answers == [(["ans(x)"], {})]
+    assert engine.batches == [["x"]]
+
+
+def test_max_inflight_batches_is_respected() -> None:
+    dispatcher = Dispatcher(batch_size=2, linger=0, max_inflight_batches=1)
+    engine = GatedListEngine(gated=True)
+    answers, threads = run_workers(dispatcher, engine, list(range(6)))
+    engine.started.acquire()  # the first batch is at the engine
+    assert len(engine.batches) == 1
+    engine.gate.set()
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert engine.max_inflight == 1
+    assert sum(len(b) for b in engine.batches) == 6
+    assert all(isinstance(a, tuple) for a in answers)
+
+
+def test_several_batches_in_flight_when_uncapped() -> None:
+    dispatcher = Dispatcher(batch_size=2, linger=3600)
+    engine = GatedListEngine(gated=True)
+    answers, threads = run_workers(dispatcher, engine, list(range(6)))
+    for _ in range(3):
+        engine.started.acquire()  # three batches at the engine at once
+    assert engine.inflight == 3
+    assert [len(b) for b in engine.batches] == [2, 2, 2]
+    engine.gate.set()
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert all(isinstance(a, tuple) for a in answers)
+
+
+class ObservedDispatcher(Dispatcher):
+    """Signals when two calls sit in the queue (checked under the dispatcher's lock)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.two_queued = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _release(self) -> None:
+        super()._release()
+        if sum(len(lane.waiting) for lane in self._lanes.values()) == 2:
+            self.two_queued.set()
+
+
+def test_cancel_fails_waiting_calls_and_later_ones() -> None:
+    dispatcher = ObservedDispatcher(batch_size=10, linger=3600)
+    engine = GatedListEngine()
+    dispatcher.item_started()  # keeps the all-blocked rule from firing
+    answers, threads = run_workers(dispatcher, engine, ["a", "b"])
+    assert dispatcher.two_queued.wait(timeout=30)
+    dispatcher.cancel()
+    for t in threads:
+        t.join()
+    assert all(isinstance(a, RunCancelledError) for a in answers)
+    with pytest.raises(RunCancelledError):
+        dispatcher.submit("e", engine, "late")
+    dispatcher.item_finished()
+    dispatcher.close()
+    assert engine.batches == []
+
+
+def test_whole_batch_exception_reaches_every_member_as_its_own_object() -> None:
+    class Failing(GatedListEngine):
+        def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+            raise ConnectionError("provider down")
+
+    dispatcher = Dispatcher(batch_size=3, linger=3600)
+    answers, threads = run_workers(dispatcher, Failing(), [1, 2, 3])
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert all(isinstance(a, ConnectionError) and str(a) == "provider down" for a in answers)
+    assert len({id(a) for a in answers}) == 3

@@ -1,0 +1,67 @@
+"""The simulated engines themselves: answers, latency settings, failures, tracking."""
+
+from __future__ import annotations
+
+import pytest
+from symai import Symbol
+from symai.functional import EngineRepository
+
+from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, SimulatedEngineError, use_engine
+
+
+def test_answer_contains_the_prompt_and_usage() -> None:
+    engine = SimulatedEngine()
+    outputs, metadata = engine.answer("hello")
+    assert outputs == ["sim(hello)"]
+    assert metadata["usage"]["total_tokens"] == (
+        metadata["usage"]["prompt_tokens"] + metadata["usage"]["completion_tokens"]
+    )
+
+
+def test_plain_engine_through_symai_tracks_calls() -> None:
+    with use_engine(SimulatedEngine()) as engine:
+        answer = Symbol("<t1>").query("Summarize this input")
+    assert "<t1>" in str(answer) and engine.call_count == 1 and "<t1>" in engine.calls[0]
+
+
+def test_fail_every_and_fail_on() -> None:
+    with use_engine(SimulatedEngine(fail_every=2, fail_on="<x>")) as engine:
+        Symbol("<a>").query("q")
+        with pytest.raises(SimulatedEngineError, match="call 2"):
+            Symbol("<b>").query("q")
+        with pytest.raises(SimulatedEngineError, match="prompt matched"):
+            Symbol("<x>").query("q")
+    assert engine.call_count == 3
+
+
+def test_latency_settings_are_deterministic_per_seed() -> None:
+    a = [SimulatedEngine(latency=(0.0, 1.0), seed=4)._delay() for _ in range(1)]
+    b = [SimulatedEngine(latency=(0.0, 1.0), seed=4)._delay() for _ in range(1)]
+    assert a == b and 0.0 <= a[0] <= 1.0
+    assert SimulatedEngine(latency=lambda rng: 0.25)._delay() == 0.25
+    assert SimulatedEngine(latency=0.5)._delay() == 0.5
+
+
+def test_batch_engine_failures_per_call_and_per_batch() -> None:
+    from types import SimpleNamespace
+
+    def arg(text: str) -> SimpleNamespace:
+        return SimpleNamespace(prop=SimpleNamespace(prepared_input=text))
+
+    engine = SimulatedBatchEngine(fail_on="<bad>", fail_batch_every=2)
+    first = engine.forward_batch([arg("<ok>"), arg("<bad>")])
+    assert first[0] == engine.answer("<ok>") and isinstance(first[1], SimulatedEngineError)
+    with pytest.raises(SimulatedEngineError, match="batch 2"):
+        engine.forward_batch([arg("<ok>")])
+    assert engine.batches == [2, 1] and engine.call_count == 3
+
+
+def test_use_engine_restores_what_was_registered() -> None:
+    outer, inner = SimulatedEngine(), SimulatedEngine()
+    with use_engine(outer):
+        with use_engine(inner):
+            assert EngineRepository()._engines["neurosymbolic"] is inner
+        assert EngineRepository()._engines["neurosymbolic"] is outer
+    with use_engine(outer, name="sb-test-name"):
+        assert EngineRepository()._engines["sb-test-name"] is outer
+    assert "sb-test-name" not in EngineRepository()._engines
