@@ -49,7 +49,9 @@ def test_restored_after_keyboard_interrupt() -> None:
 
     with use_engine(CtrlC()) as eng:
         with pytest.raises(KeyboardInterrupt):
-            BatchScheduler()(expr=TestExpression, dataset=[f"i{i}" for i in range(500)], num_workers=4)
+            BatchScheduler()(
+                expr=TestExpression, dataset=[f"i{i}" for i in range(500)], num_workers=4
+            )
         assert registered() is eng
         assert eng.call_count < 500
 
@@ -112,7 +114,10 @@ def test_two_schedulers_at_once_do_not_mix(engine: SimulatedEngine) -> None:
 
     def run(tag: str) -> None:
         data = [f"<{tag}-{i:02d}>" for i in range(30)]
-        outputs[tag] = (data, BatchScheduler()(expr=Meet, dataset=data, num_workers=5, batch_size=3))
+        outputs[tag] = (
+            data,
+            BatchScheduler()(expr=Meet, dataset=data, num_workers=5, batch_size=3),
+        )
 
     threads = [threading.Thread(target=run, args=(tag,)) for tag in ("left", "right")]
     for t in threads:

@@ -43,7 +43,9 @@ class GatedListEngine:
         return [([f"ans({a})"], {}) for a in arguments]
 
 
-def run_workers(dispatcher: Dispatcher, executor: Any, args: list[Any]) -> tuple[list[Any], list[threading.Thread]]:
+def run_workers(
+    dispatcher: Dispatcher, executor: Any, args: list[Any]
+) -> tuple[list[Any], list[threading.Thread]]:
     """One worker per argument, all marked busy before any of them calls."""
     answers: list[Any] = [None] * len(args)
     for _ in args:

@@ -50,7 +50,10 @@ class Miscounting(SimulatedBatchEngine):
 def test_wrong_batch_answers_fail_their_items_with_a_clear_error() -> None:
     with use_engine(Miscounting()):
         results = BatchScheduler(linger=1.0)(
-            expr=NestedExpression, dataset=[f"<m-{i}>" for i in range(6)], num_workers=6, batch_size=3
+            expr=NestedExpression,
+            dataset=[f"<m-{i}>" for i in range(6)],
+            num_workers=6,
+            batch_size=3,
         )
     assert all(isinstance(r, ItemError) and r.type == "BatchProtocolError" for r in results)
     messages = {r.message for r in results}

@@ -9,7 +9,12 @@ import pytest
 from symai import Expression, Symbol, core
 
 from symbatcher import BatchScheduler, DatasetError, ItemError, RunResults
-from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, SimulatedEngineError, use_engine
+from symbatcher.testing import (
+    SimulatedBatchEngine,
+    SimulatedEngine,
+    SimulatedEngineError,
+    use_engine,
+)
 from tests.expressions import (
     ConditionalExpression,
     ConditionalSlowExpression,
@@ -56,7 +61,9 @@ def test_nested(engine: SimulatedEngine) -> None:
 
 def test_double_nested(engine: SimulatedEngine) -> None:
     data = items(12)
-    results = BatchScheduler()(expr=DoubleNestedExpression, dataset=data, num_workers=6, batch_size=4)
+    results = BatchScheduler()(
+        expr=DoubleNestedExpression, dataset=data, num_workers=6, batch_size=4
+    )
     assert_own_answers(results, data)
     assert all("Combine these results" in str(r) for r in results)
     assert engine.call_count == 12 * 4
@@ -65,7 +72,9 @@ def test_double_nested(engine: SimulatedEngine) -> None:
 
 def test_conditional(engine: SimulatedEngine) -> None:
     data = ["<s1>", "<a much longer input text>", "<s2>", "<another long input here>"]
-    results = BatchScheduler()(expr=ConditionalExpression, dataset=data, num_workers=2, batch_size=2)
+    results = BatchScheduler()(
+        expr=ConditionalExpression, dataset=data, num_workers=2, batch_size=2
+    )
     assert_own_answers(results, data)
     assert "Briefly comment" in str(results[0]) and "Analyze this long" in str(results[1])
     assert "Briefly comment" in str(results[2]) and "Analyze this long" in str(results[3])
@@ -84,7 +93,16 @@ def test_slow_expressions(engine: SimulatedEngine, expr: type, calls_per_item: i
 
 @pytest.mark.parametrize(
     "num_workers, batch_size, n",
-    [(1, 1, 6), (1, 5, 6), (5, 1, 10), (7, 3, 20), (4, 16, 30), (10, 50, 10), (32, 8, 100), (3, 3, 1)],
+    [
+        (1, 1, 6),
+        (1, 5, 6),
+        (5, 1, 10),
+        (7, 3, 20),
+        (4, 16, 30),
+        (10, 50, 10),
+        (32, 8, 100),
+        (3, 3, 1),
+    ],
 )
 def test_workers_and_batch_sizes(
     batch_engine: SimulatedBatchEngine, num_workers: int, batch_size: int, n: int
@@ -101,7 +119,9 @@ def test_workers_and_batch_sizes(
 
 def test_expression_raising_before_the_engine(engine: SimulatedEngine) -> None:
     data = ["fine one", "boom two", "fine three", "boom four", "fine five"]
-    results = BatchScheduler()(expr=RandomErrorExpression, dataset=data, num_workers=3, batch_size=2)
+    results = BatchScheduler()(
+        expr=RandomErrorExpression, dataset=data, num_workers=3, batch_size=2
+    )
     assert [isinstance(r, ItemError) for r in results] == [False, True, False, True, False]
     error = results[1]
     assert error.index == 1 and error.type == "ValueError" and error.message == "refusing boom two"
@@ -114,7 +134,7 @@ def test_expression_raising_before_the_engine(engine: SimulatedEngine) -> None:
 
 def test_engine_errors_fail_only_their_items(engine: SimulatedEngine) -> None:
     engine.fail_on = "poison"
-    data = items(10) + ["<poison>"] + items(10, "more")
+    data = [*items(10), "<poison>", *items(10, "more")]
     results = BatchScheduler()(expr=NestedExpression, dataset=data, num_workers=8, batch_size=4)
     failed = [i for i, r in enumerate(results) if isinstance(r, ItemError)]
     assert failed == [10]
@@ -131,7 +151,7 @@ def test_post_processing_error(engine: SimulatedEngine) -> None:
 
 def test_whole_batch_failure_raises_in_each_member(batch_engine: SimulatedBatchEngine) -> None:
     batch_engine.fail_batch_on = "<poison>"
-    data = items(30) + ["<poison>"] + items(30, "more")
+    data = [*items(30), "<poison>", *items(30, "more")]
     results = BatchScheduler()(expr=TestExpression, dataset=data, num_workers=8, batch_size=4)
     failed = [r for r in results if isinstance(r, ItemError)]
     assert isinstance(results[30], ItemError)
@@ -286,7 +306,7 @@ def test_unbuildable_expression_class_fails_before_any_thread(engine: SimulatedE
         def __init__(self, **kwargs: Any) -> None:
             raise RuntimeError("no model file")
 
-    with pytest.raises(TypeError, match="could not instantiate .*Broken.*no model file"):
+    with pytest.raises(TypeError, match=r"could not instantiate .*Broken.*no model file"):
         BatchScheduler()(expr=Broken, dataset=["x"], num_workers=2)
 
 

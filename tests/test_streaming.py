@@ -59,7 +59,9 @@ def test_generator_of_100k_items_runs_in_bounded_memory() -> None:
     with use_engine(SimulatedEngine(record_calls=False)) as eng:
         tracemalloc.start()
         try:
-            for _index, outcome in BatchScheduler().imap(expr=Cheap, dataset=dataset, num_workers=workers):
+            for _index, outcome in BatchScheduler().imap(
+                expr=Cheap, dataset=dataset, num_workers=workers
+            ):
                 consumed += 1
                 assert not isinstance(outcome, ItemError)
                 max_ahead = max(max_ahead, dataset.pulled - consumed)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from symbatcher import BatchScheduler, ItemError
-from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, SimulatedEngineError, use_engine
+from symbatcher.testing import (
+    SimulatedBatchEngine,
+    SimulatedEngine,
+    SimulatedEngineError,
+    use_engine,
+)
 from tests.expressions import DoubleNestedExpression, NestedExpression
 
 
@@ -27,13 +32,17 @@ def test_200_workers_random_latencies(engine_cls: type[SimulatedEngine], seed: i
     data = [f"<w-{i:04d}>" for i in range(1000)]
     engine = engine_cls(latency=(0.0, 0.02), seed=seed)
     with use_engine(engine):
-        results = BatchScheduler()(expr=NestedExpression, dataset=data, num_workers=200, batch_size=16)
+        results = BatchScheduler()(
+            expr=NestedExpression, dataset=data, num_workers=200, batch_size=16
+        )
     assert check_own_answers(data, list(results)) == 0
     assert engine.call_count == 2000 == results.stats.engine_calls
     if isinstance(engine, SimulatedBatchEngine):
         assert max(engine.batches) <= 16
         assert results.stats.mean_batch_size > 2  # batching actually happened
-    assert results.stats.batches == len(engine.batches) or not isinstance(engine, SimulatedBatchEngine)
+    assert results.stats.batches == len(engine.batches) or not isinstance(
+        engine, SimulatedBatchEngine
+    )
 
 
 @pytest.mark.parametrize("max_inflight", [None, 3])
@@ -55,6 +64,8 @@ def test_failures_under_load_are_confined_and_counted(max_inflight: int | None) 
 def test_linger_zero_and_batch_size_one_still_complete() -> None:
     data = [f"<w-{i:04d}>" for i in range(300)]
     with use_engine(SimulatedBatchEngine(latency=(0.0, 0.005), seed=9)) as engine:
-        results = BatchScheduler(linger=0)(expr=NestedExpression, dataset=data, num_workers=64, batch_size=1)
+        results = BatchScheduler(linger=0)(
+            expr=NestedExpression, dataset=data, num_workers=64, batch_size=1
+        )
     assert check_own_answers(data, list(results)) == 0
     assert set(engine.batches) == {1}

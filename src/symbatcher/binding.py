@@ -103,7 +103,7 @@ class EngineBinding:
 
 def _repository() -> Any:
     import_symai()
-    from symai.functional import EngineRepository  # noqa: PLC0415
+    from symai.functional import EngineRepository
 
     return EngineRepository
 

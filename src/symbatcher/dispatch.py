@@ -192,10 +192,11 @@ class Dispatcher:
     def _lead(self, batch: _Batch) -> None:
         """Run a list-taking engine on the whole batch and hand each member its outcome."""
         try:
+            outcomes: list[Outcome]
             try:
                 outcomes = batch.executor.call_batch([c.argument for c in batch.calls])
             except BaseException as exc:  # every member must wake, whatever happened
-                outcomes = [exc] + [exception_for_member(exc) for _ in batch.calls[1:]]
+                outcomes = [exc, *(exception_for_member(exc) for _ in batch.calls[1:])]
             for call, outcome in zip(batch.calls, outcomes, strict=True):
                 if call.role != _DONE:
                     call.finish(outcome)

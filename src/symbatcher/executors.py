@@ -144,7 +144,7 @@ def exception_for_member(exc: BaseException) -> BaseException:
 
 def _trigger(engine: Any, hook: str, *args: Any) -> None:
     """Run symai 2.x's input/output handlers, which ``Engine.__call__`` would have run."""
-    from symai.backend.base import Engine  # noqa: PLC0415
+    from symai.backend.base import Engine
 
     if isinstance(engine, Engine):
         getattr(engine, hook)(*args)

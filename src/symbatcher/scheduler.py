@@ -211,7 +211,8 @@ def _expression_factory(expr: Any, kwargs: dict[str, Any]) -> Any:
 
 def _init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     try:
-        params = inspect.signature(cls.__init__).parameters
+        init: Any = cls.__init__  # type: ignore[misc]
+        params = inspect.signature(init).parameters
     except (TypeError, ValueError):
         return {}
     named = {

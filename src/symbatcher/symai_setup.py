@@ -41,7 +41,7 @@ def import_symai() -> None:
     if "symai" in sys.modules and hasattr(sys.modules["symai"], "Expression"):
         return
     try:
-        import symai  # noqa: F401, PLC0415
+        import symai  # noqa: F401
     except KeyError as exc:
         path = active_config_path()
         where = str(path) if path is not None else "the symai config"

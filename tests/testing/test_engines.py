@@ -6,7 +6,12 @@ import pytest
 from symai import Symbol
 from symai.functional import EngineRepository
 
-from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, SimulatedEngineError, use_engine
+from symbatcher.testing import (
+    SimulatedBatchEngine,
+    SimulatedEngine,
+    SimulatedEngineError,
+    use_engine,
+)
 
 
 def test_answer_contains_the_prompt_and_usage() -> None:

@@ -157,7 +157,9 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
 
     def _maybe_fail(self, prompt: str, number: int) -> None:
         if self.fail_every and number % self.fail_every == 0:
-            raise SimulatedEngineError(f"injected failure on call {number} (every {self.fail_every})")
+            raise SimulatedEngineError(
+                f"injected failure on call {number} (every {self.fail_every})"
+            )
         if _matches(self.fail_on, prompt):
             raise SimulatedEngineError(f"injected failure on call {number}: prompt matched")
 
@@ -192,7 +194,9 @@ class SimulatedBatchEngine(SimulatedEngine):
             if self.fail_batch_every and batch_number % self.fail_batch_every == 0:
                 raise SimulatedEngineError(f"injected failure of batch {batch_number}")
             if any(_matches(self.fail_batch_on, p) for p in prompts):
-                raise SimulatedEngineError(f"injected failure of batch {batch_number}: a prompt matched")
+                raise SimulatedEngineError(
+                    f"injected failure of batch {batch_number}: a prompt matched"
+                )
             outcomes: list[tuple[list[str], dict[str, Any]] | BaseException] = []
             for prompt, number in zip(prompts, numbers, strict=True):
                 try:

@@ -1,0 +1,3 @@
+from symbatcher.cli import main
+
+raise SystemExit(main())

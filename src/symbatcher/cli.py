@@ -1,0 +1,135 @@
+"""The ``symbatcher`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from symbatcher.errors import SymbatcherError
+
+SIMULATOR_NOTE = (
+    "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}, answers echo the prompt; "
+    "no network, no key). Run against your configured provider with --engine symai."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symbatcher", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="run the bundled two-call review digest over ~1,000 bundled reviews",
+        description=(
+            "Runs symbatcher.demo.ReviewDigest (two nested LLM calls per item) over the "
+            "bundled reviews. By default on a simulated engine: no key, no network."
+        ),
+    )
+    demo.add_argument(
+        "--engine",
+        choices=("simulated", "simulated-plain", "symai"),
+        default="simulated",
+        help="simulated: a list-taking simulator (latency per batch); simulated-plain: a "
+        "plain one (latency per call); symai: the engine your symai.config.json configures",
+    )
+    demo.add_argument("--items", type=_positive, default=None, help="only the first N reviews")
+    demo.add_argument("--workers", type=_positive, default=64)
+    demo.add_argument("--batch-size", type=_positive, default=16)
+    demo.add_argument(
+        "--latency", type=float, default=0.05, help="simulated latency in seconds (default 0.05)"
+    )
+    demo.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress line on stderr (auto: when stderr is a terminal)",
+    )
+    demo.add_argument("--show", type=int, default=2, help="print the first N results")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+    except SymbatcherError as exc:
+        print(f"symbatcher: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symbatcher: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from symbatcher import BatchScheduler, ItemError
+    from symbatcher.demo import ReviewDigest, demo_reviews, demo_size
+    from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
+
+    total = min(args.items, demo_size()) if args.items else demo_size()
+    with ExitStack() as stack:
+        if args.engine == "symai":
+            print("engine: symai's configured 'neurosymbolic' engine", file=sys.stderr)
+        else:
+            plain = args.engine == "simulated-plain"
+            engine: Any = (SimulatedEngine if plain else SimulatedBatchEngine)(
+                latency=args.latency, record_calls=False
+            )
+            stack.enter_context(use_engine(engine))
+            print(
+                SIMULATOR_NOTE.format(
+                    kind="plain" if plain else "list-taking",
+                    latency=args.latency,
+                    per="per call" if plain else "per batch",
+                ),
+                file=sys.stderr,
+            )
+        show_bar = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+        bar = (
+            stack.enter_context(tqdm(total=total, file=sys.stderr, unit="item", desc="demo"))
+            if show_bar
+            else None
+        )
+        stream = stack.enter_context(
+            BatchScheduler().imap(
+                expr=ReviewDigest,
+                dataset=demo_reviews(total),
+                num_workers=args.workers,
+                batch_size=args.batch_size,
+            )
+        )
+        outcomes: dict[int, Any] = {}
+        for index, outcome in stream:
+            outcomes[index] = outcome
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(failed=stream.stats.failed, refresh=False)
+        stats = stream.stats
+    for index in range(min(args.show, len(outcomes))):
+        text = " ".join(str(outcomes[index]).split())
+        print(f"[{index}] {text[:160]}{'...' if len(text) > 160 else ''}")
+    print(
+        f"done: {stats.items} items ({stats.succeeded} ok, {stats.failed} failed) in "
+        f"{stats.wall_time:.2f}s = {stats.items_per_second:.1f} items/s; "
+        f"{stats.engine_calls} engine calls in {stats.batches} batches, "
+        f"mean batch fill {stats.mean_batch_fill:.0%} of {stats.batch_size}"
+    )
+    for error in [o for o in outcomes.values() if isinstance(o, ItemError)][:3]:
+        print(f"  {error}", file=sys.stderr)
+    return 0 if stats.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The ``symbatcher`` command, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from symbatcher.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "symbatcher", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_demo_runs_on_the_simulator_with_a_summary() -> None:
+    done = run_cli(
+        "demo", "--items", "120", "--workers", "16", "--batch-size", "8", "--latency", "0.01"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "done: 120 items (120 ok, 0 failed)" in done.stdout
+    assert "items/s" in done.stdout and "batches, mean batch fill" in done.stdout
+    assert "engine: simulated" in done.stderr and "--engine symai" in done.stderr
+    assert "[0] sim(Data:" in done.stdout and "Summarize this customer review" in done.stdout
+
+
+def test_demo_with_a_progress_line() -> None:
+    done = run_cli(
+        "demo", "--items", "30", "--latency", "0", "--progress", "on", "--engine", "simulated-plain"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "30/30" in done.stderr
+
+
+def test_bad_arguments_exit_with_a_message() -> None:
+    done = run_cli("demo", "--workers", "0")
+    assert done.returncode == 2 and "must be a positive integer" in done.stderr
+
+
+def test_main_returns_an_exit_code(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["demo", "--items", "5", "--latency", "0", "--show", "0"]) == 0
+    assert "done: 5 items" in capsys.readouterr().out
