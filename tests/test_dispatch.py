@@ -49,7 +49,7 @@ def run_workers(
     """One worker per argument, all marked busy before any of them calls."""
     answers: list[Any] = [None] * len(args)
     for _ in args:
-        dispatcher.item_started()
+        dispatcher.worker_busy()
 
     def worker(i: int) -> None:
         try:
@@ -57,7 +57,7 @@ def run_workers(
         except BaseException as exc:
             answers[i] = exc
         finally:
-            dispatcher.item_finished()
+            dispatcher.worker_idle()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(args))]
     for t in threads:
@@ -67,7 +67,7 @@ def run_workers(
 
 def test_full_batches_go_at_once_without_linger() -> None:
     # a linger of an hour: only the size rule and the all-blocked rule can release
-    dispatcher = Dispatcher(batch_size=4, linger=3600)
+    dispatcher = Dispatcher(batch_size=4, linger=3600, linger_fraction=None)
     engine = GatedListEngine()
     answers, threads = run_workers(dispatcher, engine, list(range(8)))
     for t in threads:
@@ -79,7 +79,7 @@ def test_full_batches_go_at_once_without_linger() -> None:
 
 
 def test_all_workers_blocked_releases_a_partial_batch() -> None:
-    dispatcher = Dispatcher(batch_size=100, linger=3600)
+    dispatcher = Dispatcher(batch_size=100, linger=3600, linger_fraction=None)
     engine = GatedListEngine()
     answers, threads = run_workers(dispatcher, engine, ["a", "b", "c"])
     for t in threads:
@@ -92,10 +92,10 @@ def test_all_workers_blocked_releases_a_partial_batch() -> None:
 def test_linger_releases_while_another_worker_is_busy_elsewhere() -> None:
     dispatcher = Dispatcher(batch_size=100, linger=0.01)
     engine = GatedListEngine()
-    dispatcher.item_started()  # a worker busy with client-side work: it will not call
+    dispatcher.worker_busy()  # a worker busy with client-side work: it will not call
     answers, threads = run_workers(dispatcher, engine, ["x"])
     threads[0].join()  # only the linger deadline can release "x"
-    dispatcher.item_finished()
+    dispatcher.worker_idle()
     dispatcher.close()
     assert answers == [(["ans(x)"], {})]
     assert engine.batches == [["x"]]
@@ -117,7 +117,7 @@ def test_max_inflight_batches_is_respected() -> None:
 
 
 def test_several_batches_in_flight_when_uncapped() -> None:
-    dispatcher = Dispatcher(batch_size=2, linger=3600)
+    dispatcher = Dispatcher(batch_size=2, linger=3600, linger_fraction=None)
     engine = GatedListEngine(gated=True)
     answers, threads = run_workers(dispatcher, engine, list(range(6)))
     for _ in range(3):
@@ -145,9 +145,9 @@ class ObservedDispatcher(Dispatcher):
 
 
 def test_cancel_fails_waiting_calls_and_later_ones() -> None:
-    dispatcher = ObservedDispatcher(batch_size=10, linger=3600)
+    dispatcher = ObservedDispatcher(batch_size=10, linger=3600, linger_fraction=None)
     engine = GatedListEngine()
-    dispatcher.item_started()  # keeps the all-blocked rule from firing
+    dispatcher.worker_busy()  # keeps the all-blocked rule from firing
     answers, threads = run_workers(dispatcher, engine, ["a", "b"])
     assert dispatcher.two_queued.wait(timeout=30)
     dispatcher.cancel()
@@ -156,7 +156,7 @@ def test_cancel_fails_waiting_calls_and_later_ones() -> None:
     assert all(isinstance(a, RunCancelledError) for a in answers)
     with pytest.raises(RunCancelledError):
         dispatcher.submit("e", engine, "late")
-    dispatcher.item_finished()
+    dispatcher.worker_idle()
     dispatcher.close()
     assert engine.batches == []
 
@@ -166,10 +166,24 @@ def test_whole_batch_exception_reaches_every_member_as_its_own_object() -> None:
         def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
             raise ConnectionError("provider down")
 
-    dispatcher = Dispatcher(batch_size=3, linger=3600)
+    dispatcher = Dispatcher(batch_size=3, linger=3600, linger_fraction=None)
     answers, threads = run_workers(dispatcher, Failing(), [1, 2, 3])
     for t in threads:
         t.join()
     dispatcher.close()
     assert all(isinstance(a, ConnectionError) and str(a) == "provider down" for a in answers)
     assert len({id(a) for a in answers}) == 3
+
+
+def test_linger_shrinks_to_a_share_of_the_observed_latency() -> None:
+    dispatcher = Dispatcher(batch_size=100, linger=3600, linger_fraction=0.5)
+    engine = GatedListEngine()
+    answers, threads = run_workers(dispatcher, engine, ["first"])
+    threads[0].join()  # all-queued rule: goes at once; its round trip is now observed
+    dispatcher.worker_busy()  # a busy worker that never calls: only linger can release
+    answers, threads = run_workers(dispatcher, engine, ["second"])
+    threads[0].join()  # would take an hour with a fixed linger
+    dispatcher.worker_idle()
+    dispatcher.close()
+    assert answers == [(["ans(second)"], {})]
+    assert engine.batches == [["first"], ["second"]]

@@ -211,6 +211,7 @@ def test_expression_instance_is_shared(engine: SimulatedEngine) -> None:
     results = BatchScheduler()(expr=shared, dataset=data, num_workers=5, batch_size=5)
     assert_own_answers(results, data)
     assert shared.metadata.root_link is None  # the per-call trail does not pile up
+    assert not shared.test_expression.metadata.detach  # the user's instance is as it was
 
 
 def test_empty_dataset(engine: SimulatedEngine) -> None:

@@ -2,7 +2,10 @@
 
 A batch is released when ``batch_size`` calls wait, when every busy worker of the run is
 blocked on the engine (no further call can arrive, so waiting longer only adds latency),
-or when its oldest call has lingered ``linger`` seconds. ``max_inflight_batches`` caps the
+or when its oldest call has lingered. A call lingers at most ``linger`` seconds, and at most
+``linger_fraction`` of the engine's observed latency (an EWMA over finished batches): while
+a run is latency-bound every ms a call waits is a ms of throughput lost, so the wait is
+kept to a small share of what the engine costs anyway. ``max_inflight_batches`` caps the
 batches out at the engine; a finished batch lets the next one go. Nothing polls: callers
 sleep on their own event, and one linger thread sleeps on a condition until the oldest
 deadline.
@@ -41,22 +44,31 @@ class _Call:
 
 
 class _Batch:
-    __slots__ = ("calls", "executor", "remaining")
+    __slots__ = ("calls", "lane", "remaining", "sent_at")
 
-    def __init__(self, calls: list[_Call], executor: Executor) -> None:
+    def __init__(self, calls: list[_Call], lane: _Lane) -> None:
         self.calls = calls
-        self.executor = executor
+        self.lane = lane
         self.remaining = len(calls)
+        self.sent_at = time.monotonic()
+
+    @property
+    def executor(self) -> Executor:
+        return self.lane.executor
 
 
 class _Lane:
     """The waiting calls for one engine."""
 
-    __slots__ = ("executor", "waiting")
+    __slots__ = ("executor", "latency", "waiting")
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
         self.waiting: deque[_Call] = deque()
+        self.latency: float | None = None  # EWMA of batch round trips, seconds
+
+    def observe(self, seconds: float) -> None:
+        self.latency = seconds if self.latency is None else 0.8 * self.latency + 0.2 * seconds
 
 
 class Dispatcher:
@@ -68,9 +80,11 @@ class Dispatcher:
         linger: float = 0.005,
         max_inflight_batches: int | None = None,
         name: str = "symbatcher",
+        linger_fraction: float | None = 0.01,
     ) -> None:
         self.batch_size = batch_size
         self.linger = linger
+        self.linger_fraction = linger_fraction
         self.max_inflight_batches = max_inflight_batches
         self._lock = threading.Lock()
         self._linger_wakeup = threading.Condition(self._lock)
@@ -81,6 +95,7 @@ class Dispatcher:
         self._inflight = 0
         self._cancelled: BaseException | None = None
         self._closed = False
+        self._linger_until: float | None = None  # when the linger thread wakes by itself
         self.engine_calls = 0
         self.batches = 0
         self.max_batch = 0
@@ -90,11 +105,13 @@ class Dispatcher:
         self._linger_thread.start()
 
     # ----------------------------------------------------------------- workers
-    def item_started(self) -> None:
+    def worker_busy(self) -> None:
+        """A worker took work and may call the engine; batches may wait for its calls."""
         with self._lock:
             self._busy += 1
 
-    def item_finished(self) -> None:
+    def worker_idle(self) -> None:
+        """A worker will make no call until it is busy again; no batch should wait for it."""
         with self._lock:
             self._busy -= 1
             self._release()
@@ -107,34 +124,39 @@ class Dispatcher:
             lane = self._lanes.get(lane_key)
             if lane is None:
                 lane = self._lanes[lane_key] = _Lane(executor)
-            call = _Call(argument, time.monotonic() + self.linger)
+            call = _Call(argument, time.monotonic() + self._linger_for(lane))
             lane.waiting.append(call)
             self._queued += 1
             self._blocked += 1
             self._release()
-            if call.role == _WAIT and len(lane.waiting) == 1:
+            if call.role == _WAIT and (
+                self._linger_until is None or call.deadline < self._linger_until
+            ):
                 self._linger_wakeup.notify()
-        try:
-            call.event.wait()
-            if call.role == _EXECUTE:
-                assert call.batch is not None
-                try:
-                    return call.batch.executor.call_one(argument)
-                finally:
-                    self._member_done(call.batch)
-            if call.role == _LEAD:
-                assert call.batch is not None
-                self._lead(call.batch)
-            outcome = call.outcome
-            if isinstance(outcome, BaseException):
-                raise outcome
-            assert outcome is not None
-            return outcome
-        finally:
-            with self._lock:
-                self._blocked -= 1
+        # Whoever ends the call (this worker, its batch's leader, or cancel) un-counts it
+        # from _blocked under a lock it holds anyway: one lock round trip per call saved.
+        call.event.wait()
+        if call.role == _EXECUTE:
+            assert call.batch is not None
+            try:
+                return call.batch.executor.call_one(argument)
+            finally:
+                self._member_done(call.batch)
+        if call.role == _LEAD:
+            assert call.batch is not None
+            self._lead(call.batch)
+        outcome = call.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
 
     # ------------------------------------------------------------------ release
+    def _linger_for(self, lane: _Lane) -> float:
+        if lane.latency is None or self.linger_fraction is None:
+            return self.linger
+        return min(self.linger, self.linger_fraction * lane.latency)
+
     def _release(self) -> None:
         """Release every batch the rules allow now. Caller holds the lock."""
         if self._cancelled is not None:
@@ -147,7 +169,7 @@ class Dispatcher:
             count = min(self.batch_size, len(lane.waiting))
             calls = [lane.waiting.popleft() for _ in range(count)]
             self._queued -= count
-            self._launch(_Batch(calls, lane.executor))
+            self._launch(_Batch(calls, lane))
 
     def _ready_lane(self) -> _Lane | None:
         """A lane whose head may go now, by the release rules.
@@ -202,19 +224,22 @@ class Dispatcher:
                     call.finish(outcome)
         finally:
             with self._lock:
-                self._batch_done()
+                self._blocked -= len(batch.calls)
+                self._batch_done(batch)
 
     def _member_done(self, batch: _Batch) -> None:
         with self._lock:
+            self._blocked -= 1
             batch.remaining -= 1
             if batch.remaining == 0:
-                self._batch_done()
+                self._batch_done(batch)
 
-    def _batch_done(self) -> None:
+    def _batch_done(self, batch: _Batch) -> None:
+        batch.lane.observe(time.monotonic() - batch.sent_at)
         self._inflight -= 1
         self._release()
         if self.max_inflight_batches is not None:
-            self._linger_wakeup.notify()
+            self._linger_wakeup.notify()  # the cap opened: lingering calls may be due
 
     # ------------------------------------------------------------------- linger
     def _linger_loop(self) -> None:
@@ -223,8 +248,10 @@ class Dispatcher:
                 self._release()
                 timeout = self._next_deadline()
                 if timeout is None:
+                    self._linger_until = None
                     self._linger_wakeup.wait()
                 elif timeout > 0:
+                    self._linger_until = time.monotonic() + timeout
                     self._linger_wakeup.wait(timeout)
 
     def _next_deadline(self) -> float | None:
@@ -249,6 +276,7 @@ class Dispatcher:
                     error = RunCancelledError("the run was cancelled before this call was sent")
                     error.__cause__ = self._cancelled
                     call.finish(error)
+                    self._blocked -= 1
             self._queued = 0
             self._linger_wakeup.notify()
 

@@ -39,16 +39,19 @@ class Run:
         make_expr: Callable[[int], Any],
         dataset: Iterable[Any],
         *,
+        setup: Callable[[], Callable[[], None]] | None = None,
         num_workers: int,
         batch_size: int,
         call_kwargs: dict[str, Any],
         engines: tuple[str, ...],
         linger: float,
+        linger_fraction: float | None,
         max_inflight_batches: int | None,
         window: int,
         error_handling: ErrorHandling,
     ) -> None:
         self._make_expr = make_expr
+        self._setup = setup
         self._source = iter(dataset)
         self._num_workers = num_workers
         self._call_kwargs = call_kwargs
@@ -57,6 +60,7 @@ class Run:
         self._name = f"symbatcher-run{next(_run_numbers)}"
         self._batch_size = batch_size
         self._linger = linger
+        self._linger_fraction = linger_fraction
         self._max_inflight = max_inflight_batches
         self._window = threading.Semaphore(window)
         self._source_lock = threading.Lock()
@@ -94,11 +98,17 @@ class Run:
     def start(self) -> None:
         self._started_at = time.perf_counter()
         stack = contextlib.ExitStack()
-        stack.enter_context(bound_engines(self._engines))
         self._binding = stack
+        stack.enter_context(bound_engines(self._engines))
+        if self._setup is not None:
+            stack.callback(self._setup())
         try:
             self._dispatcher = Dispatcher(
-                self._batch_size, self._linger, self._max_inflight, name=self._name
+                self._batch_size,
+                self._linger,
+                self._max_inflight,
+                name=self._name,
+                linger_fraction=self._linger_fraction,
             )
             route = RunRoute(self._dispatcher, frozenset(self._engines))
             for number in range(self._num_workers):
@@ -168,31 +178,47 @@ class Run:
         if cancel:
             self._stop(error)
 
-    def _take(self) -> tuple[int, Any] | None:
-        """The next item and its index, or None when there is nothing more to do."""
-        self._window.acquire()
+    def _take(self, dispatcher: Dispatcher, busy: bool) -> tuple[int, Any] | None:
+        """The next item and its index, or None when there is nothing more to do.
+
+        A worker stays counted busy from one item to the next when the next is at hand;
+        it reports itself idle only before it blocks on the window or leaves.
+        """
+        if not self._window.acquire(blocking=False):
+            if busy:
+                dispatcher.worker_idle()
+                busy = False
+            self._window.acquire()
         with self._source_lock:
-            if self._stopping or self._exhausted:
-                self._window.release()
-                return None
-            index = self._next_index
-            try:
-                item = next(self._source)
-            except StopIteration:
-                self._exhausted = True
-                self._window.release()
-                return None
-            except Exception as exc:
-                self._exhausted = True
-                self._window.release()
-                error = DatasetError(
-                    f"iterating the dataset raised {type(exc).__name__} at item {index}: {exc}"
-                )
-                error.__cause__ = exc
-                self._fail(error, cancel=False)
-                return None
-            self._next_index += 1
-            return index, item
+            taken = self._next_item()
+        if taken is None:
+            self._window.release()
+            if busy:
+                dispatcher.worker_idle()
+        elif not busy:
+            dispatcher.worker_busy()
+        return taken
+
+    def _next_item(self) -> tuple[int, Any] | None:
+        """Called under the source lock."""
+        if self._stopping or self._exhausted:
+            return None
+        index = self._next_index
+        try:
+            item = next(self._source)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            self._exhausted = True
+            error = DatasetError(
+                f"iterating the dataset raised {type(exc).__name__} at item {index}: {exc}"
+            )
+            error.__cause__ = exc
+            self._fail(error, cancel=False)
+            return None
+        self._next_index += 1
+        return index, item
 
     def _work(self, route: RunRoute, number: int) -> None:
         dispatcher = route.dispatcher
@@ -203,12 +229,9 @@ class Run:
                 except Exception as exc:
                     self._fail(exc, cancel=True)
                     return
-                while True:
-                    taken = self._take()
-                    if taken is None:
-                        return
+                taken = self._take(dispatcher, busy=False)
+                while taken is not None:
                     index, item = taken
-                    dispatcher.item_started()
                     try:
                         outcome: Any = expr(input=item, **self._call_kwargs)
                     except Exception as exc:
@@ -219,20 +242,7 @@ class Run:
                     except BaseException as exc:
                         outcome = ItemError.from_exception(index, exc)
                         self._fail(exc, cancel=True)
-                    finally:
-                        dispatcher.item_finished()
-                        _forget_links(expr)
                     self._outbox.put((index, outcome))
+                    taken = self._take(dispatcher, busy=True)
         finally:
             self._outbox.put(_WORKER_EXIT)
-
-
-def _forget_links(expr: Any) -> None:
-    """Drop the result trail symai appends to a root expression on every nested call.
-
-    symai links each nested result into ``root.metadata.root_link``; an instance reused for
-    thousands of items would grow by kilobytes per call.
-    """
-    metadata = getattr(expr, "_metadata", None)
-    if metadata is not None and getattr(metadata, "root_link", None) is not None:
-        metadata.root_link = None

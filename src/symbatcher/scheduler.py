@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from symbatcher.errors import DatasetError
@@ -40,6 +40,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         engines: Iterable[str] | str = ("neurosymbolic",),
         *,
         linger: float = 0.005,
+        linger_fraction: float | None = 0.01,
         max_inflight_batches: int | None = None,
         window: int | None = None,
         error_handling: ErrorHandling = "continue",
@@ -51,6 +52,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             raise ValueError(f"engines must be non-empty engine names, got {engines!r}")
         if linger < 0:
             raise ValueError(f"linger must be >= 0 seconds, got {linger!r}")
+        if linger_fraction is not None and linger_fraction < 0:
+            raise ValueError(f"linger_fraction must be >= 0 or None, got {linger_fraction!r}")
         if max_inflight_batches is not None:
             _positive_int("max_inflight_batches", max_inflight_batches)
         if window is not None:
@@ -61,6 +64,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             )
         self._sb_engines = tuple(dict.fromkeys(names))
         self._sb_linger = float(linger)
+        self._sb_linger_fraction = linger_fraction
         self._sb_max_inflight = max_inflight_batches
         self._sb_window = window
         self._sb_error_handling: ErrorHandling = error_handling
@@ -130,14 +134,17 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"dataset must be an iterable of items (list, generator, ...), "
                 f"got {type(dataset).__name__}"
             )
+        make, setup = _expression_factory(expr, kwargs)
         run = Run(
-            _expression_factory(expr, kwargs),
+            make,
             dataset,
+            setup=setup,
             num_workers=num_workers,
             batch_size=batch_size,
             call_kwargs=kwargs,
             engines=self._sb_engines,
             linger=self._sb_linger,
+            linger_fraction=self._sb_linger_fraction,
             max_inflight_batches=self._sb_max_inflight,
             window=self._sb_window or 2 * num_workers,
             error_handling=self._sb_error_handling,
@@ -183,13 +190,19 @@ class RunStream(Iterator[tuple[int, Any]]):
         return self._run.stats
 
 
-def _expression_factory(expr: Any, kwargs: dict[str, Any]) -> Any:
-    """A callable giving each worker its expression.
+def _expression_factory(
+    expr: Any, kwargs: dict[str, Any]
+) -> tuple[Callable[[int], Any], Callable[[], Callable[[], None]] | None]:
+    """A callable giving each worker its expression, and a setup for a shared one.
 
     A class gets one instance per worker (symai expressions keep per-call state, so sharing
     one across threads is unsafe); it is built with those of ``kwargs`` its ``__init__``
     names. The first instance is built here, so a class that cannot be built fails before
     any thread starts. An instance is shared by all workers as given.
+
+    Either way the nested expressions are detached from the root for the run: symai would
+    otherwise append every nested result to ``root.metadata.root_link`` (kilobytes per call,
+    and racy when workers share a root). A shared instance gets its flags back afterwards.
     """
     if isinstance(expr, type):
         init_kwargs = _init_kwargs(expr, kwargs)
@@ -199,14 +212,42 @@ def _expression_factory(expr: Any, kwargs: dict[str, Any]) -> Any:
             raise TypeError(f"could not instantiate {expr.__qualname__}: {exc}") from exc
         if not callable(first):
             raise TypeError(f"{expr.__qualname__} instances are not callable")
+        _detach_nested(first)
 
         def make(worker: int) -> Any:
-            return first if worker == 0 else expr(**init_kwargs)
+            if worker == 0:
+                return first
+            instance = expr(**init_kwargs)
+            _detach_nested(instance)
+            return instance
 
-        return make
+        return make, None
     if not callable(expr):
         raise TypeError(f"expr must be an Expression class or instance, got {type(expr).__name__}")
-    return lambda _worker: expr
+    return (lambda _worker: expr), (lambda: _detach_nested(expr))
+
+
+def _detach_nested(root: Any) -> Callable[[], None]:
+    """Set ``metadata.detach`` on every nested expression of ``root``; return the undo."""
+    saved: list[tuple[Any, Any]] = []
+    seen: set[int] = {id(root)}
+    stack = list(getattr(root, "_children", None) or [])
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        metadata = getattr(node, "_metadata", None)
+        if isinstance(node, Expression) and metadata is not None:
+            saved.append((metadata, getattr(metadata, "detach", None)))
+            metadata.detach = True
+        stack.extend(getattr(node, "_children", None) or [])
+
+    def undo() -> None:
+        for metadata, value in saved:
+            metadata.detach = value
+
+    return undo
 
 
 def _init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,203 @@
+"""Throughput, efficiency, CPU per call and peak RSS of BatchScheduler vs a plain thread pool.
+
+One process has two limits: the engine's latency and symai's own CPU per query. The first
+row measures that CPU ceiling (a plain sequential loop at zero latency); every other row
+runs N items through BatchScheduler and, for comparison, through a plain
+``concurrent.futures.ThreadPoolExecutor`` of the same size calling the same engine.
+
+    ideal      = max(ceil(N / workers) * calls_per_item * latency, N * calls_per_item * cpu)
+    efficiency = ideal / measured wall time
+
+Every measurement runs in its own subprocess, so peak RSS is per row. Print a markdown table:
+
+    python benchmarks/bench_scheduler.py            # the full table (several minutes)
+    python benchmarks/bench_scheduler.py --quick    # a small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import product
+from typing import Any
+
+
+# ----------------------------------------------------------------- in the subprocess
+def _expression(calls: int) -> type:
+    from symai import Expression, Symbol
+
+    class Chain(Expression):  # type: ignore[misc]
+        def forward(self, input: Any, **kwargs: Any) -> Any:
+            value = Symbol(input)
+            for step in range(calls):
+                value = value.query(f"Step {step}: summarize this input")
+            return value
+
+    return Chain
+
+
+def _engine(kind: str, latency: float) -> Any:
+    from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine
+
+    cls = SimulatedBatchEngine if kind == "list" else SimulatedEngine
+    return cls(latency=latency, record_calls=False)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    from symbatcher import BatchScheduler
+    from symbatcher.testing import use_engine
+
+    mode, n, calls = spec["mode"], spec["n"], spec["calls"]
+    expr = _expression(calls)
+    data = [f"item {i}" for i in range(n)]
+    engine = _engine(spec["engine"], spec["latency"])
+    extra: dict[str, Any] = {}
+    with use_engine(engine):
+        expr()(input="warm-up")  # imports and first-call costs stay out of the figures
+        engine.reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if mode == "ceiling":
+            instance = expr()
+            for item in data:
+                instance(input=item)
+        elif mode == "pool":
+            local = threading.local()
+
+            def one(item: str) -> Any:
+                if not hasattr(local, "expr"):
+                    local.expr = expr()
+                return local.expr(input=item)
+
+            with ThreadPoolExecutor(spec["workers"]) as pool:
+                list(pool.map(one, data))
+        elif mode == "scheduler":
+            results = BatchScheduler()(
+                expr=expr, dataset=data, num_workers=spec["workers"], batch_size=spec["batch"]
+            )
+            assert results.stats.failed == 0
+            extra = {"batches": results.stats.batches, "fill": results.stats.mean_batch_fill}
+        elif mode == "stream":
+            count = 0
+            stream = BatchScheduler().imap(
+                expr=expr,
+                dataset=(f"item {i}" for i in range(n)),
+                num_workers=spec["workers"],
+                batch_size=spec["batch"],
+            )
+            for _ in stream:
+                count += 1
+            assert count == n
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert engine.call_count == n * calls, (engine.call_count, n * calls)
+    return {
+        "wall": wall,
+        "cpu_per_call_us": cpu / (n * calls) * 1e6,
+        "calls_per_s": n * calls / wall,
+        "rss_mb": _peak_rss_mb(),
+        **extra,
+    }
+
+
+# --------------------------------------------------------------------- the driver
+def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement {spec} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--workers", default="20,100,400")
+    parser.add_argument("--batch-sizes", default="1,10,50")
+    parser.add_argument("--calls", default="1,3")
+    parser.add_argument("--engines", default="plain,list")
+    parser.add_argument("--stream-n", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="n=300, workers 20,100, no stream")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure))))
+        return
+    if args.quick:
+        args.n, args.workers, args.batch_sizes, args.stream_n = 300, "20,100", "1,10", 0
+
+    ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    ceiling = run_in_subprocess(
+        {"mode": "ceiling", "n": 2000, "calls": 1, "engine": "plain", "latency": 0.0}
+    )
+    cpu = ceiling["cpu_per_call_us"] / 1e6
+    print(
+        f"symai CPU ceiling: {ceiling['cpu_per_call_us']:.0f} us CPU per call, "
+        f"{ceiling['calls_per_s']:.0f} calls/s in a plain sequential loop at zero latency"
+    )
+    print()
+    print(
+        "| engine | calls/item | workers | batch | items/s | calls/s | ideal s | efficiency "
+        "| pool efficiency | CPU us/call | pool CPU us/call | mean batch fill | peak RSS MB |"
+    )
+    print("|---" * 13 + "|")
+    for engine, calls, workers in product(
+        args.engines.split(","), ints(args.calls), ints(args.workers)
+    ):
+        base = {
+            "n": args.n,
+            "calls": calls,
+            "engine": engine,
+            "latency": args.latency,
+            "workers": workers,
+        }
+        ideal = max(math.ceil(args.n / workers) * calls * args.latency, args.n * calls * cpu)
+        pool = run_in_subprocess({**base, "mode": "pool"})
+        for batch in ints(args.batch_sizes):
+            ours = run_in_subprocess({**base, "mode": "scheduler", "batch": batch})
+            demanded = workers / args.latency
+            flag = "" if demanded > ceiling["calls_per_s"] / 4 else " (target 0.9)"
+            print(
+                f"| {engine} | {calls} | {workers} | {batch} | {args.n / ours['wall']:.0f} "
+                f"| {ours['calls_per_s']:.0f} | {ideal:.2f} | {ideal / ours['wall']:.2f}{flag} "
+                f"| {ideal / pool['wall']:.2f} | {ours['cpu_per_call_us']:.0f} "
+                f"| {pool['cpu_per_call_us']:.0f} | {ours['fill']:.2f} | {ours['rss_mb']:.0f} |",
+                flush=True,
+            )
+    if args.stream_n:
+        stream = run_in_subprocess(
+            {
+                "mode": "stream",
+                "n": args.stream_n,
+                "calls": 1,
+                "engine": "list",
+                "latency": 0.0,
+                "workers": 100,
+                "batch": 10,
+            }
+        )
+        print()
+        print(
+            f"streaming {args.stream_n:,} items from a generator (list engine, zero latency, "
+            f"100 workers): {args.stream_n / stream['wall']:.0f} items/s, "
+            f"{stream['cpu_per_call_us']:.0f} us CPU per call, peak RSS {stream['rss_mb']:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
