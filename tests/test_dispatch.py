@@ -187,3 +187,64 @@ def test_linger_shrinks_to_a_share_of_the_observed_latency() -> None:
     dispatcher.close()
     assert answers == [(["ans(second)"], {})]
     assert engine.batches == [["first"], ["second"]]
+
+
+class EchoPlainEngine:
+    """A plain executor: each call runs in its caller's thread."""
+
+    caller_runs = True
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def call_one(self, argument: Any) -> Answer:
+        self.threads.append(threading.current_thread().name)
+        return [f"ans({argument})"], {}
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        raise AssertionError("plain calls run in their callers")
+
+
+def test_plain_engine_calls_are_never_held_back() -> None:
+    dispatcher = Dispatcher(batch_size=100, linger=3600, linger_fraction=None)
+    engine = EchoPlainEngine()
+    dispatcher.worker_busy()  # another busy worker that will not call: a list lane would wait
+    answers, threads = run_workers(dispatcher, engine, ["p", "q"])
+    for t in threads:
+        t.join()
+    dispatcher.worker_idle()
+    dispatcher.close()
+    assert answers == [(["ans(p)"], {}), (["ans(q)"], {})]
+    assert sorted(engine.threads) == sorted(t.name for t in threads)  # run by the callers
+
+
+def test_plain_engine_respects_the_inflight_cap() -> None:
+    class Gated(EchoPlainEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = threading.Event()
+            self.entered = threading.Semaphore(0)
+            self.inside = 0
+            self.max_inside = 0
+            self.lock = threading.Lock()
+
+        def call_one(self, argument: Any) -> Answer:
+            with self.lock:
+                self.inside += 1
+                self.max_inside = max(self.max_inside, self.inside)
+            self.entered.release()
+            self.gate.wait()
+            with self.lock:
+                self.inside -= 1
+            return super().call_one(argument)
+
+    dispatcher = Dispatcher(batch_size=2, linger=3600, max_inflight_batches=1, linger_fraction=None)
+    engine = Gated()
+    answers, threads = run_workers(dispatcher, engine, list(range(5)))
+    engine.entered.acquire()
+    engine.gate.set()
+    for t in threads:
+        t.join()
+    dispatcher.close()
+    assert engine.max_inside <= 2  # one batch of at most batch_size at a time
+    assert len(answers) == 5 and all(isinstance(a, tuple) for a in answers)

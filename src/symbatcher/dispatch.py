@@ -1,14 +1,15 @@
 """The call queue of one run, the rules that release batches, and the batches in flight.
 
-A batch is released when ``batch_size`` calls wait, when every busy worker of the run is
-blocked on the engine (no further call can arrive, so waiting longer only adds latency),
-or when its oldest call has lingered. A call lingers at most ``linger`` seconds, and at most
-``linger_fraction`` of the engine's observed latency (an EWMA over finished batches): while
-a run is latency-bound every ms a call waits is a ms of throughput lost, so the wait is
-kept to a small share of what the engine costs anyway. ``max_inflight_batches`` caps the
-batches out at the engine; a finished batch lets the next one go. Nothing polls: callers
-sleep on their own event, and one linger thread sleeps on a condition until the oldest
-deadline.
+A batch for a list-taking engine is released when ``batch_size`` calls wait, when every
+busy worker of the run has its call queued (no further call can arrive, so waiting longer
+only adds latency), or when its oldest call has lingered. A call lingers at most ``linger``
+seconds and at most ``linger_fraction`` of the engine's observed latency (an EWMA over
+finished batches): while a run is latency-bound every ms a call waits is a ms of throughput
+lost, so the wait is kept to a small share of what the engine costs anyway. Calls to a
+plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
+the batches out at the engine; a finished batch lets the next one go. Nothing polls:
+callers sleep on their own event, and one linger thread sleeps on a condition until the
+oldest deadline.
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -90,7 +91,6 @@ class Dispatcher:
         self._linger_wakeup = threading.Condition(self._lock)
         self._lanes: dict[str, _Lane] = {}
         self._busy = 0  # workers running an item
-        self._blocked = 0  # of those, workers inside an engine call (queued or at the engine)
         self._queued = 0  # of those, workers whose call waits in a lane
         self._inflight = 0
         self._cancelled: BaseException | None = None
@@ -127,14 +127,11 @@ class Dispatcher:
             call = _Call(argument, time.monotonic() + self._linger_for(lane))
             lane.waiting.append(call)
             self._queued += 1
-            self._blocked += 1
             self._release()
             if call.role == _WAIT and (
                 self._linger_until is None or call.deadline < self._linger_until
             ):
                 self._linger_wakeup.notify()
-        # Whoever ends the call (this worker, its batch's leader, or cancel) un-counts it
-        # from _blocked under a lock it holds anyway: one lock round trip per call saved.
         call.event.wait()
         if call.role == _EXECUTE:
             assert call.batch is not None
@@ -174,22 +171,21 @@ class Dispatcher:
     def _ready_lane(self) -> _Lane | None:
         """A lane whose head may go now, by the release rules.
 
-        "No further call can arrive" means different things per engine shape. For a
-        list-taking engine a worker whose call is out in a batch will call again when the
-        batch returns, so only when every busy worker sits in the queue is waiting pointless.
-        A plain engine answers each call on its own anyway, so holding its calls back can
-        only add latency: they go as soon as every busy worker is queued *or* at the engine.
+        A plain engine answers each call on its own whatever the batch, so holding its
+        calls back can only add latency: for it a batch is just the unit the in-flight cap
+        admits, and calls go as soon as the cap allows. For a list-taking engine a worker
+        whose call is out in a batch will call again when the batch returns, so "no further
+        call can arrive" means: every busy worker has its call queued.
         """
         everyone_queued = self._queued >= self._busy
-        everyone_blocked = self._blocked >= self._busy
         now = time.monotonic()
         for lane in self._lanes.values():
             if not lane.waiting:
                 continue
             if (
-                len(lane.waiting) >= self.batch_size
+                lane.executor.caller_runs
+                or len(lane.waiting) >= self.batch_size
                 or everyone_queued
-                or (everyone_blocked and lane.executor.caller_runs)
                 or lane.waiting[0].deadline <= now
             ):
                 return lane
@@ -224,12 +220,10 @@ class Dispatcher:
                     call.finish(outcome)
         finally:
             with self._lock:
-                self._blocked -= len(batch.calls)
                 self._batch_done(batch)
 
     def _member_done(self, batch: _Batch) -> None:
         with self._lock:
-            self._blocked -= 1
             batch.remaining -= 1
             if batch.remaining == 0:
                 self._batch_done(batch)
@@ -276,7 +270,6 @@ class Dispatcher:
                     error = RunCancelledError("the run was cancelled before this call was sent")
                     error.__cause__ = self._cancelled
                     call.finish(error)
-                    self._blocked -= 1
             self._queued = 0
             self._linger_wakeup.notify()
 
