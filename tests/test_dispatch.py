@@ -72,7 +72,6 @@ def test_full_batches_go_at_once_without_linger() -> None:
     answers, threads = run_workers(dispatcher, engine, list(range(8)))
     for t in threads:
         t.join()
-    dispatcher.close()
     assert [len(b) for b in engine.batches] == [4, 4]
     assert answers == [([f"ans({i})"], {}) for i in range(8)]
     assert dispatcher.engine_calls == 8
@@ -84,7 +83,6 @@ def test_all_workers_blocked_releases_a_partial_batch() -> None:
     answers, threads = run_workers(dispatcher, engine, ["a", "b", "c"])
     for t in threads:
         t.join()
-    dispatcher.close()
     assert sum(len(b) for b in engine.batches) == 3
     assert answers == [(["ans(a)"], {}), (["ans(b)"], {}), (["ans(c)"], {})]
 
@@ -96,7 +94,6 @@ def test_linger_releases_while_another_worker_is_busy_elsewhere() -> None:
     answers, threads = run_workers(dispatcher, engine, ["x"])
     threads[0].join()  # only the linger deadline can release "x"
     dispatcher.worker_idle()
-    dispatcher.close()
     assert answers == [(["ans(x)"], {})]
     assert engine.batches == [["x"]]
 
@@ -110,7 +107,6 @@ def test_max_inflight_batches_is_respected() -> None:
     engine.gate.set()
     for t in threads:
         t.join()
-    dispatcher.close()
     assert engine.max_inflight == 1
     assert sum(len(b) for b in engine.batches) == 6
     assert all(isinstance(a, tuple) for a in answers)
@@ -127,7 +123,6 @@ def test_several_batches_in_flight_when_uncapped() -> None:
     engine.gate.set()
     for t in threads:
         t.join()
-    dispatcher.close()
     assert all(isinstance(a, tuple) for a in answers)
 
 
@@ -138,8 +133,8 @@ class ObservedDispatcher(Dispatcher):
         self.two_queued = threading.Event()
         super().__init__(*args, **kwargs)
 
-    def _release(self) -> None:
-        super()._release()
+    def _release(self, caller: Any = None) -> None:
+        super()._release(caller)
         if sum(len(lane.waiting) for lane in self._lanes.values()) == 2:
             self.two_queued.set()
 
@@ -157,7 +152,6 @@ def test_cancel_fails_waiting_calls_and_later_ones() -> None:
     with pytest.raises(RunCancelledError):
         dispatcher.submit("e", engine, "late")
     dispatcher.worker_idle()
-    dispatcher.close()
     assert engine.batches == []
 
 
@@ -170,7 +164,6 @@ def test_whole_batch_exception_reaches_every_member_as_its_own_object() -> None:
     answers, threads = run_workers(dispatcher, Failing(), [1, 2, 3])
     for t in threads:
         t.join()
-    dispatcher.close()
     assert all(isinstance(a, ConnectionError) and str(a) == "provider down" for a in answers)
     assert len({id(a) for a in answers}) == 3
 
@@ -184,7 +177,6 @@ def test_linger_shrinks_to_a_share_of_the_observed_latency() -> None:
     answers, threads = run_workers(dispatcher, engine, ["second"])
     threads[0].join()  # would take an hour with a fixed linger
     dispatcher.worker_idle()
-    dispatcher.close()
     assert answers == [(["ans(second)"], {})]
     assert engine.batches == [["first"], ["second"]]
 
@@ -213,7 +205,6 @@ def test_plain_engine_calls_are_never_held_back() -> None:
     for t in threads:
         t.join()
     dispatcher.worker_idle()
-    dispatcher.close()
     assert answers == [(["ans(p)"], {}), (["ans(q)"], {})]
     assert sorted(engine.threads) == sorted(t.name for t in threads)  # run by the callers
 
@@ -245,6 +236,5 @@ def test_plain_engine_respects_the_inflight_cap() -> None:
     engine.gate.set()
     for t in threads:
         t.join()
-    dispatcher.close()
     assert engine.max_inside <= 2  # one batch of at most batch_size at a time
     assert len(answers) == 5 and all(isinstance(a, tuple) for a in answers)

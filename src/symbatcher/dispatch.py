@@ -7,9 +7,13 @@ seconds and at most ``linger_fraction`` of the engine's observed latency (an EWM
 finished batches): while a run is latency-bound every ms a call waits is a ms of throughput
 lost, so the wait is kept to a small share of what the engine costs anyway. Calls to a
 plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
-the batches out at the engine; a finished batch lets the next one go. Nothing polls:
-callers sleep on their own event, and one linger thread sleeps on a condition until the
-oldest deadline.
+the batches out at the engine; a finished batch lets the next one go.
+
+Nothing polls and no thread of its own runs here: each caller sleeps on its own event,
+with its linger deadline as the timeout. A caller whose deadline passes releases the batch
+itself and leads it; a caller whose call completes a batch leads it too; so the only
+thread woken to lead a batch is one released by somebody else (an idle worker, a finished
+batch freeing the in-flight cap).
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -44,20 +48,6 @@ class _Call:
         self.event.set()
 
 
-class _Batch:
-    __slots__ = ("calls", "lane", "remaining", "sent_at")
-
-    def __init__(self, calls: list[_Call], lane: _Lane) -> None:
-        self.calls = calls
-        self.lane = lane
-        self.remaining = len(calls)
-        self.sent_at = time.monotonic()
-
-    @property
-    def executor(self) -> Executor:
-        return self.lane.executor
-
-
 class _Lane:
     """The waiting calls for one engine."""
 
@@ -72,6 +62,20 @@ class _Lane:
         self.latency = seconds if self.latency is None else 0.8 * self.latency + 0.2 * seconds
 
 
+class _Batch:
+    __slots__ = ("calls", "lane", "remaining", "sent_at")
+
+    def __init__(self, calls: list[_Call], lane: _Lane) -> None:
+        self.calls = calls
+        self.lane = lane
+        self.remaining = len(calls)
+        self.sent_at = time.monotonic()
+
+    @property
+    def executor(self) -> Executor:
+        return self.lane.executor
+
+
 class Dispatcher:
     """Queues a run's engine calls and releases them to the engine in batches."""
 
@@ -80,7 +84,6 @@ class Dispatcher:
         batch_size: int,
         linger: float = 0.005,
         max_inflight_batches: int | None = None,
-        name: str = "symbatcher",
         linger_fraction: float | None = 0.01,
     ) -> None:
         self.batch_size = batch_size
@@ -88,21 +91,14 @@ class Dispatcher:
         self.linger_fraction = linger_fraction
         self.max_inflight_batches = max_inflight_batches
         self._lock = threading.Lock()
-        self._linger_wakeup = threading.Condition(self._lock)
         self._lanes: dict[str, _Lane] = {}
         self._busy = 0  # workers running an item
         self._queued = 0  # of those, workers whose call waits in a lane
         self._inflight = 0
         self._cancelled: BaseException | None = None
-        self._closed = False
-        self._linger_until: float | None = None  # when the linger thread wakes by itself
         self.engine_calls = 0
         self.batches = 0
         self.max_batch = 0
-        self._linger_thread = threading.Thread(
-            target=self._linger_loop, name=f"{name}-linger", daemon=True
-        )
-        self._linger_thread.start()
 
     # ----------------------------------------------------------------- workers
     def worker_busy(self) -> None:
@@ -124,15 +120,17 @@ class Dispatcher:
             lane = self._lanes.get(lane_key)
             if lane is None:
                 lane = self._lanes[lane_key] = _Lane(executor)
-            call = _Call(argument, time.monotonic() + self._linger_for(lane))
-            lane.waiting.append(call)
-            self._queued += 1
-            self._release()
-            if call.role == _WAIT and (
-                self._linger_until is None or call.deadline < self._linger_until
-            ):
-                self._linger_wakeup.notify()
-        call.event.wait()
+            if executor.caller_runs and self.max_inflight_batches is None:
+                self._count_batch(1)  # plain engine, no cap: nothing to wait for or hand over
+                call = None
+            else:
+                call = _Call(argument, time.monotonic() + self._linger_for(lane))
+                lane.waiting.append(call)
+                self._queued += 1
+                self._release(call)
+        if call is None:
+            return executor.call_one(argument)
+        self._await_release(call)
         if call.role == _EXECUTE:
             assert call.batch is not None
             try:
@@ -148,14 +146,27 @@ class Dispatcher:
         assert outcome is not None
         return outcome
 
+    def _await_release(self, call: _Call) -> None:
+        """Sleep until the call is released or done; at its deadline, release it ourselves."""
+        if call.event.wait(max(0.0, call.deadline - time.monotonic())):
+            return
+        with self._lock:
+            if call.role == _WAIT:
+                self._release(call)
+        call.event.wait()  # released, or held by the in-flight cap until a batch finishes
+
     # ------------------------------------------------------------------ release
     def _linger_for(self, lane: _Lane) -> float:
         if lane.latency is None or self.linger_fraction is None:
             return self.linger
         return min(self.linger, self.linger_fraction * lane.latency)
 
-    def _release(self) -> None:
-        """Release every batch the rules allow now. Caller holds the lock."""
+    def _release(self, caller: _Call | None = None) -> None:
+        """Release every batch the rules allow now. Caller holds the lock.
+
+        ``caller`` is the calling thread's own call, if it has one: a batch holding it is
+        led by it, since that thread is awake already.
+        """
         if self._cancelled is not None:
             return
         cap = self.max_inflight_batches
@@ -166,7 +177,7 @@ class Dispatcher:
             count = min(self.batch_size, len(lane.waiting))
             calls = [lane.waiting.popleft() for _ in range(count)]
             self._queued -= count
-            self._launch(_Batch(calls, lane))
+            self._launch(_Batch(calls, lane), caller)
 
     def _ready_lane(self) -> _Lane | None:
         """A lane whose head may go now, by the release rules.
@@ -191,21 +202,26 @@ class Dispatcher:
                 return lane
         return None
 
-    def _launch(self, batch: _Batch) -> None:
-        self._inflight += 1
+    def _count_batch(self, size: int) -> None:
         self.batches += 1
-        self.engine_calls += len(batch.calls)
-        self.max_batch = max(self.max_batch, len(batch.calls))
+        self.engine_calls += size
+        self.max_batch = max(self.max_batch, size)
+
+    def _launch(self, batch: _Batch, caller: _Call | None) -> None:
+        self._inflight += 1
+        self._count_batch(len(batch.calls))
         if batch.executor.caller_runs:
             for call in batch.calls:
                 call.batch = batch
                 call.role = _EXECUTE
                 call.event.set()
-        else:
-            leader = batch.calls[0]
-            leader.batch = batch
-            leader.role = _LEAD
-            leader.event.set()
+            return
+        leader = batch.calls[0]
+        if caller is not None and any(c is caller for c in batch.calls):
+            leader = caller
+        leader.batch = batch
+        leader.role = _LEAD
+        leader.event.set()
 
     def _lead(self, batch: _Batch) -> None:
         """Run a list-taking engine on the whole batch and hand each member its outcome."""
@@ -232,31 +248,6 @@ class Dispatcher:
         batch.lane.observe(time.monotonic() - batch.sent_at)
         self._inflight -= 1
         self._release()
-        if self.max_inflight_batches is not None:
-            self._linger_wakeup.notify()  # the cap opened: lingering calls may be due
-
-    # ------------------------------------------------------------------- linger
-    def _linger_loop(self) -> None:
-        with self._lock:
-            while not self._closed:
-                self._release()
-                timeout = self._next_deadline()
-                if timeout is None:
-                    self._linger_until = None
-                    self._linger_wakeup.wait()
-                elif timeout > 0:
-                    self._linger_until = time.monotonic() + timeout
-                    self._linger_wakeup.wait(timeout)
-
-    def _next_deadline(self) -> float | None:
-        """Seconds until the oldest waiting call may go; None when there is nothing to time."""
-        cap = self.max_inflight_batches
-        if self._cancelled is not None or (cap is not None and self._inflight >= cap):
-            return None
-        heads = [lane.waiting[0].deadline for lane in self._lanes.values() if lane.waiting]
-        if not heads:
-            return None
-        return max(0.0, min(heads) - time.monotonic())
 
     # ----------------------------------------------------------------- shutdown
     def cancel(self, reason: BaseException | None = None) -> None:
@@ -271,14 +262,6 @@ class Dispatcher:
                     error.__cause__ = self._cancelled
                     call.finish(error)
             self._queued = 0
-            self._linger_wakeup.notify()
-
-    def close(self) -> None:
-        """Stop the linger thread; call once no worker is left."""
-        with self._lock:
-            self._closed = True
-            self._linger_wakeup.notify()
-        self._linger_thread.join()
 
     @property
     def cancelled(self) -> bool:

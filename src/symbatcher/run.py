@@ -68,6 +68,7 @@ class Run:
         self._exhausted = False
         self._stopping = False
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._collected: dict[int, Any] | None = None  # set by collect(): workers fill it
         self._failure: BaseException | None = None
         self._failure_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -75,8 +76,9 @@ class Run:
         self._binding: contextlib.ExitStack | None = None
         self._started_at = 0.0
         self._ended_at: float | None = None
-        self._succeeded = 0
+        self._handed_out = 0  # outcomes passed to the consumer (streaming)
         self._failed = 0
+        self._count_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ figures
@@ -84,9 +86,10 @@ class Run:
     def stats(self) -> RunStats:
         d = self._dispatcher
         end = self._ended_at if self._ended_at is not None else time.perf_counter()
+        items = len(self._collected) if self._collected is not None else self._handed_out
         return RunStats(
-            items=self._succeeded + self._failed,
-            succeeded=self._succeeded,
+            items=items,
+            succeeded=items - self._failed,
             failed=self._failed,
             engine_calls=d.engine_calls if d else 0,
             batches=d.batches if d else 0,
@@ -94,20 +97,24 @@ class Run:
             wall_time=(end - self._started_at) if self._started_at else 0.0,
         )
 
+    @property
+    def collected(self) -> dict[int, Any]:
+        """What :meth:`collect` has gathered so far (empty when streaming)."""
+        return self._collected if self._collected is not None else {}
+
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self._started_at = time.perf_counter()
         stack = contextlib.ExitStack()
         self._binding = stack
-        stack.enter_context(bound_engines(self._engines))
-        if self._setup is not None:
-            stack.callback(self._setup())
         try:
+            stack.enter_context(bound_engines(self._engines))
+            if self._setup is not None:
+                stack.callback(self._setup())
             self._dispatcher = Dispatcher(
                 self._batch_size,
                 self._linger,
                 self._max_inflight,
-                name=self._name,
                 linger_fraction=self._linger_fraction,
             )
             route = RunRoute(self._dispatcher, frozenset(self._engines))
@@ -124,8 +131,26 @@ class Run:
             self.close()
             raise
 
+    def collect(self) -> dict[int, Any]:
+        """Run to the end and return every outcome by index; the run closes at the end.
+
+        Workers store outcomes directly and no window applies (everything is kept anyway),
+        so the caller's thread sleeps until the workers are done instead of waking per item.
+        """
+        self._collected = {}
+        self.start()
+        try:
+            for thread in self._threads:
+                thread.join()
+        finally:
+            self.close()
+        if self._failure is not None:
+            raise self._failure
+        return self._collected
+
     def outcomes(self) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, value or ItemError)`` as items finish; the run closes at the end."""
+        self.start()
         try:
             running = len(self._threads)
             while running:
@@ -135,10 +160,9 @@ class Run:
                     continue
                 index, outcome = message
                 self._window.release()
+                self._handed_out += 1
                 if isinstance(outcome, ItemError):
                     self._failed += 1
-                else:
-                    self._succeeded += 1
                 if self._failure is not None and self._error_handling == "fail_fast":
                     break
                 yield index, outcome
@@ -156,8 +180,6 @@ class Run:
             self._stop()
             for thread in self._threads:
                 thread.join()
-            if self._dispatcher is not None:
-                self._dispatcher.close()
         finally:
             self._ended_at = time.perf_counter()
             if self._binding is not None:
@@ -184,7 +206,8 @@ class Run:
         A worker stays counted busy from one item to the next when the next is at hand;
         it reports itself idle only before it blocks on the window or leaves.
         """
-        if not self._window.acquire(blocking=False):
+        windowed = self._collected is None
+        if windowed and not self._window.acquire(blocking=False):
             if busy:
                 dispatcher.worker_idle()
                 busy = False
@@ -192,12 +215,23 @@ class Run:
         with self._source_lock:
             taken = self._next_item()
         if taken is None:
-            self._window.release()
+            if windowed:
+                self._window.release()
             if busy:
                 dispatcher.worker_idle()
         elif not busy:
             dispatcher.worker_busy()
         return taken
+
+    def _deliver(self, index: int, outcome: Any) -> None:
+        collected = self._collected
+        if collected is None:
+            self._outbox.put((index, outcome))
+            return
+        if isinstance(outcome, ItemError):
+            with self._count_lock:
+                self._failed += 1
+        collected[index] = outcome
 
     def _next_item(self) -> tuple[int, Any] | None:
         """Called under the source lock."""
@@ -242,7 +276,8 @@ class Run:
                     except BaseException as exc:
                         outcome = ItemError.from_exception(index, exc)
                         self._fail(exc, cancel=True)
-                    self._outbox.put((index, outcome))
+                    self._deliver(index, outcome)
                     taken = self._take(dispatcher, busy=True)
         finally:
-            self._outbox.put(_WORKER_EXIT)
+            if self._collected is None:
+                self._outbox.put(_WORKER_EXIT)

@@ -86,13 +86,11 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         :class:`~symbatcher.DatasetError` carries them as ``.results``.
         """
         run = self._new_run(expr, dataset, num_workers, batch_size, kwargs)
-        slots: dict[int, Any] = {}
         try:
-            run.start()
-            for index, outcome in run.outcomes():
-                slots[index] = outcome
+            slots = run.collect()
         except DatasetError as exc:
-            exc.results = RunResults([slots[i] for i in sorted(slots)], run.stats)  # type: ignore[attr-defined]
+            done = run.collected
+            exc.results = RunResults([done[i] for i in sorted(done)], run.stats)  # type: ignore[attr-defined]
             raise
         return RunResults([slots[i] for i in range(len(slots))], run.stats)
 
@@ -165,7 +163,6 @@ class RunStream(Iterator[tuple[int, Any]]):
         if self._outcomes is None:
             with self._lock:
                 if self._outcomes is None:
-                    self._run.start()
                     self._outcomes = self._run.outcomes()
         return next(self._outcomes)
 
