@@ -9,11 +9,13 @@ lost, so the wait is kept to a small share of what the engine costs anyway. Call
 plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
 the batches out at the engine; a finished batch lets the next one go.
 
-Nothing polls and no thread of its own runs here: each caller sleeps on its own event,
-with its linger deadline as the timeout. A caller whose deadline passes releases the batch
-itself and leads it; a caller whose call completes a batch leads it too; so the only
-thread woken to lead a batch is one released by somebody else (an idle worker, a finished
-batch freeing the in-flight cap).
+Nothing polls and no thread of its own runs here: each caller sleeps on its own event.
+The call at the head of a lane sleeps with its linger deadline as the timeout, and when it
+passes releases the batch itself and leads it; a caller whose call completes a batch leads
+it too. Members of a batch led by someone else sleep untimed until their answer is set, so
+a thread wakes once per call in the common case. Every role change and event signal happens
+under the dispatcher's lock, which is what lets a sleeper read its role and clear its
+event without losing a wake-up.
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -28,17 +30,20 @@ from typing import Any
 from symbatcher.errors import RunCancelledError
 from symbatcher.executors import Answer, Executor, Outcome, exception_for_member
 
-_WAIT, _EXECUTE, _LEAD, _DONE = range(4)
+# A call's role: queued; in a batch someone else leads; to run itself (plain engine); to
+# lead its batch (list engine); answered.
+_WAIT, _SENT, _EXECUTE, _LEAD, _DONE = range(5)
 
 
 class _Call:
-    __slots__ = ("argument", "batch", "deadline", "event", "outcome", "role")
+    __slots__ = ("argument", "batch", "deadline", "event", "outcome", "role", "timed")
 
     def __init__(self, argument: Any, deadline: float) -> None:
         self.argument = argument
         self.deadline = deadline
         self.event = threading.Event()
         self.role = _WAIT
+        self.timed = False  # whether its thread sleeps with the linger deadline as timeout
         self.batch: _Batch | None = None
         self.outcome: Outcome | None = None
 
@@ -125,6 +130,7 @@ class Dispatcher:
                 call = None
             else:
                 call = _Call(argument, time.monotonic() + self._linger_for(lane))
+                call.timed = not lane.waiting
                 lane.waiting.append(call)
                 self._queued += 1
                 self._release(call)
@@ -147,13 +153,25 @@ class Dispatcher:
         return outcome
 
     def _await_release(self, call: _Call) -> None:
-        """Sleep until the call is released or done; at its deadline, release it ourselves."""
-        if call.event.wait(max(0.0, call.deadline - time.monotonic())):
-            return
-        with self._lock:
-            if call.role == _WAIT:
+        """Sleep until the call is to run, lead, or is answered.
+
+        Woken while still queued means the call became its lane's head and should time its
+        linger; a timeout means the deadline passed and the call releases its batch itself.
+        """
+        while True:
+            timeout = max(0.0, call.deadline - time.monotonic()) if call.timed else None
+            signalled = call.event.wait(timeout)
+            with self._lock:
+                if call.role in (_EXECUTE, _LEAD, _DONE):
+                    return
+                call.event.clear()
+                if call.role == _SENT or signalled:
+                    call.timed = call.role == _WAIT
+                    continue
                 self._release(call)
-        call.event.wait()  # released, or held by the in-flight cap until a batch finishes
+                if call.role in (_EXECUTE, _LEAD, _DONE):
+                    return
+                call.timed = False  # held by the in-flight cap: a finished batch releases it
 
     # ------------------------------------------------------------------ release
     def _linger_for(self, lane: _Lane) -> float:
@@ -178,6 +196,10 @@ class Dispatcher:
             calls = [lane.waiting.popleft() for _ in range(count)]
             self._queued -= count
             self._launch(_Batch(calls, lane), caller)
+            if lane.waiting and not lane.waiting[0].timed:
+                head = lane.waiting[0]
+                head.timed = True
+                head.event.set()  # the new head times the lane's linger
 
     def _ready_lane(self) -> _Lane | None:
         """A lane whose head may go now, by the release rules.
@@ -219,24 +241,23 @@ class Dispatcher:
         leader = batch.calls[0]
         if caller is not None and any(c is caller for c in batch.calls):
             leader = caller
+        for call in batch.calls:
+            call.role = _SENT
         leader.batch = batch
         leader.role = _LEAD
         leader.event.set()
 
     def _lead(self, batch: _Batch) -> None:
         """Run a list-taking engine on the whole batch and hand each member its outcome."""
+        outcomes: list[Outcome]
         try:
-            outcomes: list[Outcome]
-            try:
-                outcomes = batch.executor.call_batch([c.argument for c in batch.calls])
-            except BaseException as exc:  # every member must wake, whatever happened
-                outcomes = [exc, *(exception_for_member(exc) for _ in batch.calls[1:])]
+            outcomes = batch.executor.call_batch([c.argument for c in batch.calls])
+        except BaseException as exc:  # every member must wake, whatever happened
+            outcomes = [exc, *(exception_for_member(exc) for _ in batch.calls[1:])]
+        with self._lock:
             for call, outcome in zip(batch.calls, outcomes, strict=True):
-                if call.role != _DONE:
-                    call.finish(outcome)
-        finally:
-            with self._lock:
-                self._batch_done(batch)
+                call.finish(outcome)
+            self._batch_done(batch)
 
     def _member_done(self, batch: _Batch) -> None:
         with self._lock:

@@ -73,8 +73,12 @@ class ListExecutor:
     caller_runs = False
 
     def __init__(self, engine: Any) -> None:
+        from symai.backend.base import Engine
+
         self.engine = engine
         self._native = callable(getattr(engine, "forward_batch", None))
+        # symai 2.x engines run input/output handlers in Engine.__call__; we call them here
+        self._handlers = isinstance(engine, Engine)
 
     def call_one(self, argument: Any) -> Answer:
         outcome = self.call_batch([argument])[0]
@@ -85,8 +89,9 @@ class ListExecutor:
     def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
         """Whole-batch exceptions propagate; the dispatcher hands one to each member."""
         started = time.time()
-        for argument in arguments:
-            _trigger(self.engine, "_trigger_input_handlers", argument)
+        if self._handlers:
+            for argument in arguments:
+                self.engine._trigger_input_handlers(argument)
         if self._native:
             raw = self.engine.forward_batch(list(arguments))
         else:
@@ -96,7 +101,8 @@ class ListExecutor:
         for argument, outcome in zip(arguments, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 outcome[1].setdefault("time", elapsed)
-                _trigger(self.engine, "_trigger_output_handlers", argument, *outcome)
+                if self._handlers:
+                    self.engine._trigger_output_handlers(argument, *outcome)
         return outcomes
 
 
@@ -140,11 +146,3 @@ def exception_for_member(exc: BaseException) -> BaseException:
     clone.__traceback__ = None
     clone.__cause__ = exc
     return clone
-
-
-def _trigger(engine: Any, hook: str, *args: Any) -> None:
-    """Run symai 2.x's input/output handlers, which ``Engine.__call__`` would have run."""
-    from symai.backend.base import Engine
-
-    if isinstance(engine, Engine):
-        getattr(engine, hook)(*args)
