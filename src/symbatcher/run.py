@@ -2,7 +2,9 @@
 
 Workers pull the next item from the dataset under a lock, so a generator is consumed
 lazily; a semaphore caps the items taken but not yet handed to the consumer (``window``),
-so memory does not grow with the dataset. Outcomes travel to the consumer through a queue.
+so memory does not grow with the dataset. Outcomes travel to the consumer through a queue,
+or, in collect mode (an ordered list for ``forward``), straight into a dict by index with no
+window, since the whole result is held anyway.
 Closing the run -- normally, on error, on ``fail_fast``, on Ctrl-C or when the consumer
 stops early -- cancels what is waiting, joins every thread it started and unbinds the
 engines.
@@ -228,10 +230,10 @@ class Run:
         if collected is None:
             self._outbox.put((index, outcome))
             return
+        collected[index] = outcome
         if isinstance(outcome, ItemError):
             with self._count_lock:
                 self._failed += 1
-        collected[index] = outcome
 
     def _next_item(self) -> tuple[int, Any] | None:
         """Called under the source lock."""
