@@ -27,6 +27,7 @@ from symbatcher.symai_setup import import_symai
 
 if TYPE_CHECKING:
     from symbatcher.dispatch import Dispatcher
+    from symbatcher.hooks.chain import HookChain
 
 logger = logging.getLogger("symbatcher")
 
@@ -36,13 +37,29 @@ _bound: dict[str, tuple[EngineBinding, int]] = {}
 
 
 class RunRoute:
-    """What a run's worker threads carry: the run's dispatcher and the engines it binds."""
+    """What a run's worker threads carry: the run's dispatcher, the engines it binds, and
+    the hooks that wrap each engine call (cost, raw answers), if any."""
 
-    __slots__ = ("dispatcher", "engines")
+    __slots__ = ("dispatcher", "engines", "hooks")
 
-    def __init__(self, dispatcher: Dispatcher, engines: frozenset[str]) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, engines: frozenset[str], hooks: HookChain | None = None
+    ) -> None:
         self.dispatcher = dispatcher
         self.engines = engines
+        self.hooks = hooks if hooks is not None and hooks.wraps_calls else None
+
+    def submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
+        hooks = self.hooks
+        if hooks is None:
+            return self.dispatcher.submit(name, binding.executor, argument)
+        answer: Answer = hooks.run_call(
+            name,
+            binding.engine,
+            argument,
+            lambda: self.dispatcher.submit(name, binding.executor, argument),
+        )
+        return answer
 
 
 def current_route() -> RunRoute | None:
@@ -86,7 +103,7 @@ class EngineBinding:
         route = current_route()
         if route is None or self._sb_name not in route.engines:
             return self.executor.call_one(argument)
-        return route.dispatcher.submit(self._sb_name, self.executor, argument)
+        return route.submit(self._sb_name, self, argument)
 
     def __call__(self, argument: Any) -> Answer:
         return self.executor_callback(argument)

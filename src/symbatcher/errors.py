@@ -25,3 +25,15 @@ class RunCancelledError(SymbatcherError):
 
 class DatasetError(SymbatcherError):
     """Iterating the dataset raised; the run stopped after the items already taken."""
+
+
+class RunLockedError(SymbatcherError):
+    """Another process holds the run directory."""
+
+
+class RunMismatchError(SymbatcherError):
+    """A resumed run was given another expression or dataset than the one it started with."""
+
+
+class StoreError(SymbatcherError):
+    """The run store could not record state; the run stops rather than lose work."""

@@ -33,6 +33,18 @@ class ItemError:
 
 
 @dataclass(frozen=True)
+class ItemPending:
+    """Stands in the slot of an item the run took but did not start (e.g. the budget was
+    reached); a resumed run starts it."""
+
+    index: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"item {self.index} not run: {self.reason}"
+
+
+@dataclass(frozen=True)
 class RunStats:
     """Figures of one run; computed once the run ended (or so far, while it runs)."""
 
@@ -43,6 +55,11 @@ class RunStats:
     batches: int = 0
     batch_size: int = 1
     wall_time: float = 0.0
+    pending: int = 0  # taken but not started (budget reached)
+    restored: int = 0  # outcomes replayed from an earlier run (resume), not run again
+    tokens: int = 0
+    cost: float = 0.0  # USD, earlier runs of a resumed run included
+    status: str = "new"
 
     @property
     def mean_batch_size(self) -> float:
@@ -61,11 +78,16 @@ class RunStats:
     def calls_per_second(self) -> float:
         return self.engine_calls / self.wall_time if self.wall_time > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | str]:
         return {
+            "status": self.status,
             "items": self.items,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "pending": self.pending,
+            "restored": self.restored,
+            "tokens": self.tokens,
+            "cost": round(self.cost, 6),
             "engine_calls": self.engine_calls,
             "batches": self.batches,
             "mean_batch_size": round(self.mean_batch_size, 3),
@@ -76,12 +98,19 @@ class RunStats:
         }
 
     def summary(self) -> str:
+        extra = ""
+        if self.restored:
+            extra += f", {self.restored} restored"
+        if self.pending:
+            extra += f", {self.pending} pending"
+        cost = f", {self.tokens} tokens, ${self.cost:.4f}" if self.tokens or self.cost else ""
         return (
-            f"{self.items} items ({self.succeeded} ok, {self.failed} failed) in "
+            f"{self.status}: {self.items} items ({self.succeeded} ok, {self.failed} failed"
+            f"{extra}) in "
             f"{self.wall_time:.2f}s: {self.items_per_second:.1f} items/s, "
             f"{self.engine_calls} engine calls in {self.batches} batches, "
             f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
-            f"(fill {self.mean_batch_fill:.0%})"
+            f"(fill {self.mean_batch_fill:.0%}){cost}"
         )
 
 
@@ -119,8 +148,16 @@ class RunResults(Sequence[Any]):
         return [o for o in self._outcomes if isinstance(o, ItemError)]
 
     @property
+    def pending(self) -> list[ItemPending]:
+        return [o for o in self._outcomes if isinstance(o, ItemPending)]
+
+    @property
+    def status(self) -> str:
+        return self.stats.status
+
+    @property
     def ok(self) -> bool:
-        return not any(isinstance(o, ItemError) for o in self._outcomes)
+        return not any(isinstance(o, ItemError | ItemPending) for o in self._outcomes)
 
     def __repr__(self) -> str:
         return f"RunResults({len(self)} items, {self.stats.failed} failed)"

@@ -8,6 +8,11 @@ window, since the whole result is held anyway.
 Closing the run -- normally, on error, on ``fail_fast``, on Ctrl-C or when the consumer
 stops early -- cancels what is waiting, joins every thread it started and unbinds the
 engines.
+
+Hooks (:mod:`symbatcher.hooks`) see the run through a :class:`RunContext`: they start
+before the first worker, may restore an item from an earlier run as it is taken (in
+dataset order, under the source lock), may refuse to start items (a budget), wrap each
+item and each engine call, and see each outcome before the caller does.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Literal
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import DatasetError
-from symbatcher.results import ItemError, RunStats
+from symbatcher.hooks.base import ItemContext, Restored, RunContext
+from symbatcher.hooks.chain import HookChain, working_on
+from symbatcher.results import ItemError, ItemPending, RunStats
 
 logger = logging.getLogger("symbatcher")
 
@@ -51,8 +58,18 @@ class Run:
         max_inflight_batches: int | None,
         window: int,
         error_handling: ErrorHandling,
+        hooks: HookChain | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self._make_expr = make_expr
+        self._dataset = dataset
+        self._hooks = hooks if hooks else None
+        self._context_args = context or {}
+        self.context: RunContext | None = None
+        self._hooks_started = False
+        self._restored = 0
+        self._pending = 0
+        self._interrupted = False
         self._setup = setup
         self._source = iter(dataset)
         self._num_workers = num_workers
@@ -82,6 +99,7 @@ class Run:
         self._failed = 0
         self._count_lock = threading.Lock()
         self._closed = False
+        self._cancelled_early = False
 
     # ------------------------------------------------------------------ figures
     @property
@@ -89,15 +107,39 @@ class Run:
         d = self._dispatcher
         end = self._ended_at if self._ended_at is not None else time.perf_counter()
         items = len(self._collected) if self._collected is not None else self._handed_out
+        ctx = self.context
         return RunStats(
             items=items,
-            succeeded=items - self._failed,
+            succeeded=items - self._failed - self._pending,
             failed=self._failed,
+            pending=self._pending,
+            restored=self._restored,
+            tokens=ctx.tokens if ctx else 0,
+            cost=ctx.spent if ctx else 0.0,
+            status=self.status,
             engine_calls=d.engine_calls if d else 0,
             batches=d.batches if d else 0,
             batch_size=self._batch_size,
             wall_time=(end - self._started_at) if self._started_at else 0.0,
         )
+
+    @property
+    def status(self) -> str:
+        """running, completed, failed, budget_reached, cancelled or interrupted."""
+        if self.context is not None and self.context.status != "running":
+            return self.context.status
+        if self._ended_at is None:
+            return "running" if self._started_at else "new"
+        return self._final_status()
+
+    def _final_status(self) -> str:
+        if self._interrupted:
+            return "interrupted"
+        if self._failure is not None:
+            return "failed"
+        if self._cancelled_early:
+            return "cancelled"
+        return "completed"
 
     @property
     def collected(self) -> dict[int, Any]:
@@ -110,7 +152,10 @@ class Run:
         stack = contextlib.ExitStack()
         self._binding = stack
         try:
-            stack.enter_context(bound_engines(self._engines))
+            bindings = stack.enter_context(bound_engines(self._engines))
+            model = getattr(bindings[self._engines[0]].engine, "model", None)
+            if isinstance(model, str):
+                self._context_args.setdefault("model", model)
             if self._setup is not None:
                 stack.callback(self._setup())
             self._dispatcher = Dispatcher(
@@ -119,7 +164,9 @@ class Run:
                 self._max_inflight,
                 linger_fraction=self._linger_fraction,
             )
-            route = RunRoute(self._dispatcher, frozenset(self._engines))
+            if self._hooks is not None:
+                self._start_hooks(self._dispatcher)
+            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
             for number in range(self._num_workers):
                 thread = threading.Thread(
                     target=self._work,
@@ -133,6 +180,35 @@ class Run:
             self.close()
             raise
 
+    def _start_hooks(self, dispatcher: Dispatcher) -> None:
+        assert self._hooks is not None
+
+        @contextlib.contextmanager
+        def idle() -> Iterator[None]:
+            dispatcher.worker_idle()
+            try:
+                yield
+            finally:
+                dispatcher.worker_busy()
+
+        args = dict(self._context_args)
+        total = args.pop("total", None)
+        if total is None and hasattr(self._dataset, "__len__"):
+            with contextlib.suppress(TypeError):
+                total = len(self._dataset)  # type: ignore[arg-type]
+        self.context = RunContext(
+            dataset=self._dataset,
+            total=total,
+            num_workers=self._num_workers,
+            idle=idle,
+            replay_restored=args.pop("replay_restored", True),
+            expression_fingerprint=args.pop("expression_fingerprint", ""),
+            model=args.pop("model", None),
+            items_per_job=args.pop("items_per_job", None),
+        )
+        self._hooks.on_start(self.context)
+        self._hooks_started = True
+
     def collect(self) -> dict[int, Any]:
         """Run to the end and return every outcome by index; the run closes at the end.
 
@@ -144,6 +220,9 @@ class Run:
         try:
             for thread in self._threads:
                 thread.join()
+        except BaseException:
+            self._interrupted = True
+            raise
         finally:
             self.close()
         if self._failure is not None:
@@ -160,14 +239,17 @@ class Run:
                 if message is _WORKER_EXIT:
                     running -= 1
                     continue
-                index, outcome = message
+                index, outcome, restored = message
                 self._window.release()
                 self._handed_out += 1
-                if isinstance(outcome, ItemError):
-                    self._failed += 1
+                if restored or isinstance(outcome, ItemError | ItemPending):
+                    self._count(outcome, restored)
                 if self._failure is not None and self._error_handling == "fail_fast":
                     break
                 yield index, outcome
+        except KeyboardInterrupt:
+            self._interrupted = True
+            raise
         finally:
             self.close()
         if self._failure is not None:
@@ -178,18 +260,36 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        if self._started_at and not (self._exhausted or self._stopping or self._failure):
+            self._cancelled_early = True  # the consumer stopped before the end
         try:
             self._stop()
             for thread in self._threads:
                 thread.join()
+        except BaseException:
+            self._interrupted = True
+            raise
         finally:
             self._ended_at = time.perf_counter()
-            if self._binding is not None:
-                self._binding.close()
+            try:
+                self._end_hooks()
+            finally:
+                if self._binding is not None:
+                    self._binding.close()
+
+    def _end_hooks(self) -> None:
+        if self.context is None or self._hooks is None or not self._hooks_started:
+            return
+        self._hooks_started = False
+        if self.context.status == "running":
+            self.context.status = self._final_status()
+        self._hooks.on_end(self.context)
 
     # ------------------------------------------------------------------ workers
     def _stop(self, reason: BaseException | None = None) -> None:
         self._stopping = True
+        if self.context is not None:
+            self.context.cancel()
         if self._dispatcher is not None:
             self._dispatcher.cancel(reason)
         for _ in range(self._num_workers):
@@ -209,13 +309,21 @@ class Run:
         it reports itself idle only before it blocks on the window or leaves.
         """
         windowed = self._collected is None
-        if windowed and not self._window.acquire(blocking=False):
-            if busy:
-                dispatcher.worker_idle()
-                busy = False
-            self._window.acquire()
-        with self._source_lock:
-            taken = self._next_item()
+        while True:
+            if windowed and not self._window.acquire(blocking=False):
+                if busy:
+                    dispatcher.worker_idle()
+                    busy = False
+                self._window.acquire()
+            with self._source_lock:
+                taken = self._next_item()
+            if taken is None or not isinstance(taken[1], Restored):
+                break
+            index, restored = taken
+            if self.context is not None and self.context.replay_restored:
+                self._deliver(index, restored.outcome, restored=True)
+            elif windowed:
+                self._window.release()
         if taken is None:
             if windowed:
                 self._window.release()
@@ -225,15 +333,23 @@ class Run:
             dispatcher.worker_busy()
         return taken
 
-    def _deliver(self, index: int, outcome: Any) -> None:
+    def _deliver(self, index: int, outcome: Any, restored: bool = False) -> None:
         collected = self._collected
         if collected is None:
-            self._outbox.put((index, outcome))
+            self._outbox.put((index, outcome, restored))
             return
         collected[index] = outcome
-        if isinstance(outcome, ItemError):
-            with self._count_lock:
+        if restored or isinstance(outcome, ItemError | ItemPending):
+            self._count(outcome, restored)
+
+    def _count(self, outcome: Any, restored: bool) -> None:
+        with self._count_lock:
+            if restored:
+                self._restored += 1
+            if isinstance(outcome, ItemError):
                 self._failed += 1
+            elif isinstance(outcome, ItemPending):
+                self._pending += 1
 
     def _next_item(self) -> tuple[int, Any] | None:
         """Called under the source lock."""
@@ -254,6 +370,16 @@ class Run:
             self._fail(error, cancel=False)
             return None
         self._next_index += 1
+        if self._hooks is not None and self._hooks.restores:
+            assert self.context is not None
+            try:
+                restored = self._hooks.restore(ItemContext(index, item, self.context))
+            except Exception as exc:  # e.g. the dataset changed under a resumed run
+                self._exhausted = True
+                self._fail(exc, cancel=False)
+                return None
+            if restored is not None:
+                return index, restored
         return index, item
 
     def _work(self, route: RunRoute, number: int) -> None:
@@ -268,6 +394,10 @@ class Run:
                 taken = self._take(dispatcher, busy=False)
                 while taken is not None:
                     index, item = taken
+                    if self._hooks is not None:
+                        self._run_hooked(expr, index, item)
+                        taken = self._take(dispatcher, busy=True)
+                        continue
                     try:
                         outcome: Any = expr(input=item, **self._call_kwargs)
                     except Exception as exc:
@@ -283,3 +413,41 @@ class Run:
         finally:
             if self._collected is None:
                 self._outbox.put(_WORKER_EXIT)
+
+    def _run_hooked(self, expr: Any, index: int, item: Any) -> None:
+        """One item with the hooks around it. A hook failing outside the item (the store
+        cannot write) stops the run: going on would lose what it could not record."""
+        hooks, run = self._hooks, self.context
+        assert hooks is not None and run is not None
+        context = ItemContext(index, item, run)
+        try:
+            reason = hooks.admit(context)
+            if reason is not None:
+                self._stopping = True  # no new items; those in flight finish
+                self._deliver(index, ItemPending(index, reason))
+                return
+            hooks.item_start(context)
+        except Exception as exc:
+            self._fail(exc, cancel=True)
+            self._deliver(index, ItemError.from_exception(index, exc))
+            return
+        run.item_started()
+        outcome: Any
+        try:
+            with working_on(context):
+                outcome = hooks.run_item(context, lambda: expr(input=item, **self._call_kwargs))
+        except Exception as exc:
+            outcome = ItemError.from_exception(index, exc)
+            if self._error_handling == "fail_fast" and not self._stopping:
+                exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
+                self._fail(exc, cancel=True)
+        except BaseException as exc:
+            outcome = ItemError.from_exception(index, exc)
+            self._fail(exc, cancel=True)
+        run.item_finished(context, failed=isinstance(outcome, ItemError))
+        try:
+            hooks.item_done(context, outcome)
+        except Exception as exc:
+            logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
+            self._fail(exc, cancel=True)
+        self._deliver(index, outcome)

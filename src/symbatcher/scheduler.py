@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from symbatcher.errors import DatasetError
+from symbatcher.hooks.base import Hook
+from symbatcher.hooks.chain import HookChain
 from symbatcher.results import RunResults, RunStats
 from symbatcher.run import ErrorHandling, Run
+from symbatcher.store.codec import dumps, fingerprint
 from symbatcher.symai_setup import import_symai
 
 import_symai()
@@ -32,7 +35,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     later (dependent) calls follow. Results come back in dataset order.
 
     Run options live here rather than in :meth:`forward`, whose extra keyword arguments
-    all go to the expression.
+    all go to the expression. ``hooks`` layer further concerns on every run, e.g.
+    ``[Checkpoint("runs/x"), Budget(5.0), Progress(), Retry(attempts=4)]``.
     """
 
     def __init__(
@@ -44,9 +48,12 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         max_inflight_batches: int | None = None,
         window: int | None = None,
         error_handling: ErrorHandling = "continue",
+        hooks: Iterable[Hook] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._sb_hooks = list(hooks)
+        HookChain(self._sb_hooks)  # a bad hook fails here, not at the first run
         names = (engines,) if isinstance(engines, str) else tuple(engines)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"engines must be non-empty engine names, got {engines!r}")
@@ -122,7 +129,9 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         num_workers: int,
         batch_size: int,
         kwargs: dict[str, Any],
+        run_context: dict[str, Any] | None = None,
     ) -> Run:
+        run_context = run_context or {}
         _positive_int("num_workers", num_workers)
         _positive_int("batch_size", batch_size)
         if dataset is None:
@@ -133,6 +142,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"got {type(dataset).__name__}"
             )
         make, setup = _expression_factory(expr, kwargs)
+        chain = HookChain(self._sb_hooks)
+        context = {**run_context, "expression_fingerprint": expression_fingerprint(expr, kwargs)}
         run = Run(
             make,
             dataset,
@@ -146,6 +157,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             max_inflight_batches=self._sb_max_inflight,
             window=self._sb_window or 2 * num_workers,
             error_handling=self._sb_error_handling,
+            hooks=chain,
+            context=context,
         )
         self._sb_last = run
         return run
@@ -222,6 +235,13 @@ def _expression_factory(
     if not callable(expr):
         raise TypeError(f"expr must be an Expression class or instance, got {type(expr).__name__}")
     return (lambda _worker: expr), (lambda: _detach_nested(expr))
+
+
+def expression_fingerprint(expr: Any, kwargs: dict[str, Any]) -> str:
+    """Which expression a run runs, with which parameters: a resumed run must match."""
+    cls = expr if isinstance(expr, type) else type(expr)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return f"{name}:{fingerprint(dumps(kwargs))}"
 
 
 def _detach_nested(root: Any) -> Callable[[], None]:

@@ -1,0 +1,228 @@
+"""Checkpoint: durable per-item state in a run directory, and resume from it.
+
+Each item is recorded as running when it starts, its engine calls' tokens and cost as they
+happen, and its outcome when it ends -- durable before the caller sees it. Opening a run
+directory that holds state resumes it: succeeded items are not run again (their stored
+results are replayed to the caller), failed ones only with ``retry_failed=True``, and items
+that were running when the process died run again. The run's expression and dataset must
+be the ones it started with, unless ``force=True``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from symbatcher.errors import RunMismatchError
+from symbatcher.hooks.base import CallContext, Hook, ItemContext, Restored, RunContext
+from symbatcher.hooks.cost import Cost
+from symbatcher.results import ItemError
+from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunStore
+from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
+from symbatcher.store.sqlite import SQLiteStore, Synchronous
+
+
+def encode_input(item: ItemContext) -> str:
+    """The item's input as JSON, its fingerprint set on the item as a side effect."""
+    if item.input_json is None:
+        item.input_json = dumps(item.input)
+        item.fingerprint = fingerprint(item.input_json)
+    return item.input_json
+
+
+def dataset_fingerprint(dataset: Sequence[Any]) -> tuple[str, list[str]]:
+    """One fingerprint for a whole in-memory dataset, and each item's."""
+    items = [fingerprint(dumps(item)) for item in dataset]
+    return fingerprint("\n".join(items)), items
+
+
+class Checkpoint(Hook):
+    """Keeps the run's state in ``run_dir`` (SQLite, WAL), or in any :class:`RunStore`."""
+
+    requires = (Cost,)
+    start_order = -10
+
+    def __init__(
+        self,
+        run_dir: str | Path | RunStore,
+        *,
+        retry_failed: bool = False,
+        force: bool = False,
+        synchronous: Synchronous = "FULL",
+    ) -> None:
+        super().__init__()
+        if isinstance(run_dir, RunStore):
+            self.store = run_dir
+        else:
+            self.store = SQLiteStore(run_dir, synchronous=synchronous)
+        self.retry_failed = retry_failed
+        self.force = force
+        self.resumed = False
+        self._finished: dict[int, tuple[str, str]] = {}
+        self._fingerprints: list[str] | None = None
+        self._replay: Iterator[ItemRecord] | None = None
+        self._run: RunContext | None = None
+        self._last_finished = -1
+
+    # ---------------------------------------------------------------- the run
+    def on_start(self, run: RunContext) -> None:
+        self.store.open()
+        try:
+            self._begin(run)
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _begin(self, run: RunContext) -> None:
+        self._run = run
+        meta = self.store.read_meta()
+        dataset_fp: str | None = None
+        if isinstance(run.dataset, Sequence) and not isinstance(run.dataset, str | bytes):
+            dataset_fp, self._fingerprints = dataset_fingerprint(run.dataset)
+        self.resumed = bool(meta)
+        if meta:
+            self._check_same(meta, run, dataset_fp)
+        else:
+            meta = {
+                "run_id": uuid.uuid4().hex,
+                "created_at": _now(),
+                "expression": run.expression_fingerprint,
+                "dataset": dataset_fp,
+                "total": run.total,
+                "model": run.model,
+                "items_per_job": run.items_per_job,
+            }
+        meta.update({"status": "running", "last_updated": _now(), "max_cost": run.max_cost})
+        if run.total is not None:
+            meta["total"] = run.total
+        self.store.write_meta(meta)
+        run.run_id = str(meta["run_id"])
+        self._finished = self.store.finished()
+        totals = self.store.totals()
+        failed = 0 if self.retry_failed else totals.failed
+        if self.retry_failed:
+            self._finished = {i: e for i, e in self._finished.items() if e[0] == SUCCEEDED}
+        run.store = self.store
+        run.begin_from(
+            succeeded=totals.succeeded,
+            failed=failed,
+            spent=totals.cost,
+            prompt_tokens=totals.prompt_tokens,
+            completion_tokens=totals.completion_tokens,
+            items=totals.finished,
+        )
+        self._last_finished = max(self._finished, default=-1)
+        if run.replay_restored and self._finished:
+            self._replay = self.store.items((SUCCEEDED,) if self.retry_failed else FINISHED)
+
+    def _check_same(self, meta: dict[str, Any], run: RunContext, dataset_fp: str | None) -> None:
+        if self.force:
+            return
+        where = self.store.location
+        if meta.get("expression") != run.expression_fingerprint:
+            raise RunMismatchError(
+                f"the run in {where} was started with another expression or other "
+                f"parameters ({meta.get('expression')!r}, now {run.expression_fingerprint!r}); "
+                f"use a new run directory, or force=True to continue anyway"
+            )
+        stored = meta.get("dataset")
+        if stored is not None and dataset_fp is not None and stored != dataset_fp:
+            raise RunMismatchError(
+                f"the run in {where} was started with another dataset (its items differ); "
+                f"use a new run directory, or force=True to continue anyway"
+            )
+
+    def restore(self, item: ItemContext) -> Restored | None:
+        """Called in dataset order, so stored results are read with one forward cursor."""
+        if self._fingerprints is not None and item.index < len(self._fingerprints):
+            item.fingerprint = self._fingerprints[item.index]
+        entry = self._finished.get(item.index)
+        if entry is None:
+            return None
+        status, stored_fp = entry
+        if item.fingerprint is None:
+            encode_input(item)
+        if stored_fp != item.fingerprint and not self.force:
+            raise RunMismatchError(
+                f"item {item.index} of the dataset differs from the one the run in "
+                f"{self.store.location} processed; the dataset changed. Use a new run "
+                f"directory, or force=True to continue anyway"
+            )
+        if stored_fp != item.fingerprint:
+            return None  # forced: run the changed item again
+        failed = status == FAILED
+        replay = self._replay
+        if replay is None:
+            return Restored(None, failed=failed)
+        if item.index >= self._last_finished:
+            self._replay = None  # the last one: let go of the read snapshot
+        outcome = None
+        for record in replay:
+            if record.index >= item.index:
+                if record.index == item.index:
+                    outcome = _outcome_of(record)
+                break
+        if self._replay is None:
+            replay.close()  # type: ignore[attr-defined]
+        return Restored(outcome, failed=failed)
+
+    def on_item_start(self, item: ItemContext) -> None:
+        text = encode_input(item)
+        assert item.fingerprint is not None
+        self.store.item_started(
+            ItemRecord(
+                index=item.index,
+                fingerprint=item.fingerprint,
+                input=text,
+                job=item.job,
+                started_at=item.started_at,
+            )
+        )
+
+    def on_call_done(self, call: CallContext) -> None:
+        record = call.record
+        used = record.prompt_tokens or record.completion_tokens or record.cost
+        if call.item is not None and used:
+            self.store.add_call(
+                call.item.index, record.prompt_tokens, record.completion_tokens, record.cost
+            )
+
+    def on_item_done(self, item: ItemContext, outcome: Any) -> None:
+        assert item.fingerprint is not None
+        record = ItemRecord(index=item.index, fingerprint=item.fingerprint)
+        record.attempts = max(item.attempts, 1)
+        record.completed_at = time.time()
+        if isinstance(outcome, ItemError):
+            record.status = FAILED
+            record.error_type = outcome.type
+            record.error_message = outcome.message
+            record.error_traceback = outcome.traceback
+        else:
+            record.status = SUCCEEDED
+            record.result = dumps(to_jsonable(outcome))
+        self.store.item_finished(record)
+
+    def on_end(self, run: RunContext) -> None:
+        try:
+            self.store.write_meta({"status": run.status, "last_updated": _now()})
+        finally:
+            self._replay = None
+            self.store.close()
+
+
+def _outcome_of(record: ItemRecord) -> Any:
+    if record.status == SUCCEEDED:
+        return loads(record.result)
+    return ItemError(
+        index=record.index,
+        type=record.error_type or "Exception",
+        message=record.error_message or "",
+        traceback=record.error_traceback or "",
+    )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

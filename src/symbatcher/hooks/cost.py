@@ -1,0 +1,67 @@
+"""Cost: tokens and USD of every engine call, added to its item and to the run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from symbatcher.errors import SymbatcherError
+from symbatcher.hooks.base import CallContext, Hook
+from symbatcher.pricing import PriceBook, PriceLike, cost_of, model_of, usage_of
+
+logger = logging.getLogger("symbatcher")
+
+
+class PricingError(SymbatcherError):
+    """A budget is set but the model's price is unknown, so spending cannot be measured."""
+
+
+class Cost(Hook):
+    """Measures each engine call's usage and prices it.
+
+    ``prices`` maps a model name to USD per million tokens (``(input, output)``, a dict or
+    symai's ``ModelPricing``); models not in it are looked up in symai's own tables. With
+    ``strict=True`` (what :class:`Budget` asks for) a call to an unpriced model fails
+    instead of counting as free.
+    """
+
+    def __init__(
+        self, prices: Mapping[str, PriceLike] | None = None, *, strict: bool = False
+    ) -> None:
+        super().__init__()
+        self.book = PriceBook(prices)
+        self.strict = strict
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def around_call(self, call: CallContext, proceed: Callable[[], Any]) -> Any:
+        answer = proceed()
+        metadata = answer[1] if isinstance(answer, tuple) and len(answer) == 2 else None
+        usage = usage_of(call.engine, metadata)
+        if usage is None:
+            return answer
+        record = call.record
+        record.prompt_tokens = usage.prompt_tokens
+        record.completion_tokens = usage.completion_tokens
+        model = model_of(call.engine, metadata)
+        price = self.book.price(model, call.engine)
+        if price is not None:
+            record.cost = cost_of(usage, price)
+        elif self.strict or (call.item is not None and call.item.run.strict_pricing):
+            raise PricingError(
+                f"no price known for model {model!r}, so the budget cannot be kept; "
+                f"pass prices={{{model!r}: (input_usd_per_1M, output_usd_per_1M)}}"
+            )
+        else:
+            self._warn_unpriced(model)
+        return answer
+
+    def _warn_unpriced(self, model: str | None) -> None:
+        key = str(model)
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        logger.warning("symbatcher: no price for model %r; its calls count as free", model)

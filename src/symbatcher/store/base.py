@@ -1,0 +1,108 @@
+"""The run store interface: what a durable run keeps per item and about itself.
+
+One interface, several backends (``SQLiteStore`` on disk, ``MemoryStore`` for tests and
+throwaway runs), so hooks never know where state lives. Figures per item accumulate per
+engine call (``add_call``) so that calls made by an item whose process died still count
+against the budget when the run resumes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+FINISHED = (SUCCEEDED, FAILED)
+
+
+@dataclass
+class ItemRecord:
+    """One item's row. ``input`` and ``result`` are JSON text."""
+
+    index: int
+    fingerprint: str
+    status: str = PENDING
+    input: str | None = None
+    result: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    job: int | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StoreTotals:
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+
+class RunStore(ABC):
+    """Durable state of one run. Writes from many worker threads; reads by one."""
+
+    location: str = "<memory>"
+
+    @abstractmethod
+    def open(self) -> None:
+        """Take the run for this process (lock) and make the store ready."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush what is queued, release the lock. Idempotent."""
+
+    @abstractmethod
+    def read_meta(self) -> dict[str, Any]:
+        """The run's metadata; empty for a new run."""
+
+    @abstractmethod
+    def write_meta(self, values: dict[str, Any]) -> None:
+        """Merge ``values`` into the metadata, durably."""
+
+    @abstractmethod
+    def item_started(self, record: ItemRecord) -> None:
+        """Record that an item is running (need not be durable when this returns)."""
+
+    @abstractmethod
+    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        """Add one engine call's figures to an item (need not be durable on return)."""
+
+    @abstractmethod
+    def item_finished(self, record: ItemRecord) -> None:
+        """Record an item's final status and result; durable when this returns."""
+
+    @abstractmethod
+    def finished(self) -> dict[int, tuple[str, str]]:
+        """``index -> (status, fingerprint)`` of every succeeded or failed item."""
+
+    @abstractmethod
+    def items(
+        self, statuses: tuple[str, ...] | None = None, start: int = 0
+    ) -> Iterator[ItemRecord]:
+        """Items in index order from ``start``, optionally only those with a status."""
+
+    @abstractmethod
+    def totals(self) -> StoreTotals:
+        """Counts and figures over all items, earlier processes included."""
+
+    def __enter__(self) -> RunStore:
+        self.open()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

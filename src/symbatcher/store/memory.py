@@ -1,0 +1,88 @@
+"""A run store in memory: the same interface, nothing survives the process (tests, demos)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from symbatcher.store.base import FINISHED, ItemRecord, RunStore, StoreTotals
+
+
+class MemoryStore(RunStore):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._meta: dict[str, Any] = {}
+        self._items: dict[int, ItemRecord] = {}
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def read_meta(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._meta)
+
+    def write_meta(self, values: dict[str, Any]) -> None:
+        with self._lock:
+            self._meta.update(values)
+
+    def item_started(self, record: ItemRecord) -> None:
+        with self._lock:
+            row = self._items.get(record.index)
+            if row is None:
+                row = self._items[record.index] = copy.copy(record)
+            row.fingerprint, row.input = record.fingerprint, record.input
+            row.job, row.started_at = record.job, record.started_at
+            row.status, row.result = "running", None
+            row.error_type = row.error_message = row.error_traceback = None
+            row.completed_at = None
+
+    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        with self._lock:
+            row = self._items[index]
+            row.prompt_tokens += prompt_tokens
+            row.completion_tokens += completion_tokens
+            row.cost += cost
+
+    def item_finished(self, record: ItemRecord) -> None:
+        with self._lock:
+            row = self._items[record.index]
+            row.status, row.result = record.status, record.result
+            row.error_type, row.error_message = record.error_type, record.error_message
+            row.error_traceback = record.error_traceback
+            row.attempts += record.attempts
+            row.completed_at = record.completed_at
+
+    def finished(self) -> dict[int, tuple[str, str]]:
+        with self._lock:
+            return {
+                i: (r.status, r.fingerprint) for i, r in self._items.items() if r.status in FINISHED
+            }
+
+    def items(
+        self, statuses: tuple[str, ...] | None = None, start: int = 0
+    ) -> Iterator[ItemRecord]:
+        with self._lock:
+            rows = [
+                copy.copy(r)
+                for i, r in sorted(self._items.items())
+                if i >= start and (not statuses or r.status in statuses)
+            ]
+        yield from rows
+
+    def totals(self) -> StoreTotals:
+        with self._lock:
+            rows = list(self._items.values())
+        return StoreTotals(
+            items=len(rows),
+            succeeded=sum(r.status == "succeeded" for r in rows),
+            failed=sum(r.status == "failed" for r in rows),
+            running=sum(r.status == "running" for r in rows),
+            prompt_tokens=sum(r.prompt_tokens for r in rows),
+            completion_tokens=sum(r.completion_tokens for r in rows),
+            cost=sum(r.cost for r in rows),
+        )

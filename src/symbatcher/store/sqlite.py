@@ -1,0 +1,334 @@
+"""The default run store: one SQLite file (WAL) in the run directory, group-committed.
+
+Workers never touch the database. They hand writes to one writer thread, which takes
+everything queued, applies it in one transaction and commits once: a finished item's
+worker waits for the commit that holds its row (so an outcome the caller sees is on disk),
+but many items share one commit, which is what keeps per-item durability cheap. With
+``synchronous="FULL"`` (default) each commit is fsync'ed and survives a power cut; with
+``"NORMAL"`` it survives a killed process but may lose the last commits on power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from symbatcher.errors import StoreError
+from symbatcher.store.base import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    SUCCEEDED,
+    ItemRecord,
+    RunStore,
+    StoreTotals,
+)
+from symbatcher.store.lock import RunLock
+
+logger = logging.getLogger("symbatcher")
+
+STATE_FILE = "state.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    result TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    job INTEGER,
+    started_at REAL,
+    completed_at REAL
+);
+CREATE INDEX IF NOT EXISTS items_status ON items (status);
+"""
+
+_START = """
+INSERT INTO items (idx, fingerprint, status, input, job, started_at)
+VALUES (?, ?, 'running', ?, ?, ?)
+ON CONFLICT (idx) DO UPDATE SET
+    fingerprint = excluded.fingerprint, status = 'running', input = excluded.input,
+    job = excluded.job, started_at = excluded.started_at, result = NULL,
+    error_type = NULL, error_message = NULL, error_traceback = NULL, completed_at = NULL
+"""
+_CALL = """
+UPDATE items SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
+    cost = cost + ? WHERE idx = ?
+"""
+_FINISH = """
+UPDATE items SET status = ?, result = ?, error_type = ?, error_message = ?,
+    error_traceback = ?, attempts = attempts + ?, completed_at = ? WHERE idx = ?
+"""
+_COLUMNS = (
+    "idx, fingerprint, status, input, result, error_type, error_message, error_traceback, "
+    "attempts, prompt_tokens, completion_tokens, cost, job, started_at, completed_at"
+)
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+class _Waiter:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class SQLiteStore(RunStore):
+    """Run state in ``<directory>/state.sqlite``, locked to one process at a time."""
+
+    def __init__(self, directory: str | Path, *, synchronous: Synchronous = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self.directory = Path(directory)
+        self.path = self.directory / STATE_FILE
+        self.location = str(self.path)
+        self.synchronous = synchronous
+        self._lock: RunLock | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self.commits = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    def open(self) -> None:
+        if self._conn is not None:
+            return
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreError(f"run directory {self.directory} exists and is not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.directory)
+        lock.acquire()
+        try:
+            conn = self._connect()
+            conn.executescript(_SCHEMA)
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+            elif json.loads(version[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has state schema {version[0]}; this symbatcher reads "
+                    f"schema {SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as exc:
+            lock.release()
+            raise StoreError(f"{self.path} is not a readable symbatcher state file: {exc}") from exc
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        self._conn = conn
+        self._failure = None
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"symbatcher-store-{self.directory.name}", daemon=True
+        )
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._writer = None
+            self._conn.close()
+        finally:
+            self._conn = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection for reading; works without ``open()``, to inspect a live run."""
+        if not self.path.is_file():
+            raise StoreError(f"no run state at {self.path}")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    # ------------------------------------------------------------------ writes
+    def read_meta(self) -> dict[str, Any]:
+        conn = self._reader()
+        try:
+            rows = conn.execute("SELECT key, value FROM meta").fetchall()
+        finally:
+            conn.close()
+        return {key: json.loads(value) for key, value in rows if key != "schema"}
+
+    def write_meta(self, values: dict[str, Any]) -> None:
+        rows = [(key, json.dumps(value)) for key, value in values.items()]
+        self._submit(("meta", rows), wait=True)
+
+    def item_started(self, record: ItemRecord) -> None:
+        self._submit(
+            (
+                "start",
+                (record.index, record.fingerprint, record.input, record.job, record.started_at),
+            )
+        )
+
+    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        self._submit(("call", (prompt_tokens, completion_tokens, cost, index)))
+
+    def item_finished(self, record: ItemRecord) -> None:
+        row = (
+            record.status,
+            record.result,
+            record.error_type,
+            record.error_message,
+            record.error_traceback,
+            record.attempts,
+            record.completed_at if record.completed_at is not None else time.time(),
+            record.index,
+        )
+        self._submit(("finish", row), wait=True)
+
+    def flush(self) -> None:
+        """Return once everything submitted so far is committed."""
+        self._submit(("flush", None), wait=True)
+
+    def _submit(self, op: tuple[Any, ...], wait: bool = False) -> None:
+        if self._failure is not None:
+            raise StoreError(f"the run store {self.path} failed: {self._failure}")
+        if self._writer is None:
+            raise StoreError(f"the run store {self.path} is not open")
+        if not wait:
+            self._queue.put(op)
+            return
+        waiter = _Waiter()
+        self._queue.put((*op, waiter))
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise StoreError(f"the run store {self.path} failed: {waiter.error}") from waiter.error
+
+    def _write_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            ops: list[tuple[Any, ...]] = []
+            if first is None:
+                stopping = True
+            else:
+                ops.append(first)
+            while True:  # take everything queued: one commit for all of it
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                else:
+                    ops.append(more)
+            if ops:
+                self._write(conn, ops)
+
+    def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
+        waiters = [op[2] for op in ops if len(op) == 3]
+        error: BaseException | None = self._failure
+        if error is None:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for op in ops:
+                    kind, args = op[0], op[1]
+                    if kind == "start":
+                        conn.execute(_START, args)
+                    elif kind == "call":
+                        conn.execute(_CALL, args)
+                    elif kind == "finish":
+                        conn.execute(_FINISH, args)
+                    elif kind == "meta":
+                        conn.executemany(
+                            "INSERT INTO meta (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            args,
+                        )
+                self._commit(conn)
+                self.commits += 1
+            except BaseException as exc:  # disk full, I/O error: stop the run, lose nothing
+                logger.error("symbatcher: writing run state to %s failed: %s", self.path, exc)
+                self._failure = exc
+                error = exc
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+        for waiter in waiters:
+            waiter.error = error
+            waiter.done.set()
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------- reads
+    def finished(self) -> dict[int, tuple[str, str]]:
+        conn = self._reader()
+        try:
+            rows = conn.execute(
+                "SELECT idx, status, fingerprint FROM items WHERE status IN (?, ?)", FINISHED
+            ).fetchall()
+        finally:
+            conn.close()
+        return {idx: (status, fp) for idx, status, fp in rows}
+
+    def items(
+        self, statuses: tuple[str, ...] | None = None, start: int = 0
+    ) -> Iterator[ItemRecord]:
+        conn = self._reader()
+        try:
+            sql = f"SELECT {_COLUMNS} FROM items WHERE idx >= ?"
+            args: list[Any] = [start]
+            if statuses:
+                sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+                args.extend(statuses)
+            cursor = conn.execute(sql + " ORDER BY idx", args)
+            while rows := cursor.fetchmany(512):
+                for row in rows:
+                    yield ItemRecord(*row)
+        finally:
+            conn.close()
+
+    def totals(self) -> StoreTotals:
+        conn = self._reader()
+        try:
+            row = conn.execute(
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(status = ?), 0), COALESCE(SUM(status = ?), 0), "
+                "COALESCE(SUM(status = ?), 0), COALESCE(SUM(prompt_tokens), 0), "
+                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0.0) FROM items",
+                (SUCCEEDED, FAILED, RUNNING),
+            ).fetchone()
+        finally:
+            conn.close()
+        return StoreTotals(*row)
