@@ -60,9 +60,11 @@ class Run:
         error_handling: ErrorHandling,
         hooks: HookChain | None = None,
         context: dict[str, Any] | None = None,
+        indexed: bool = False,
     ) -> None:
         self._make_expr = make_expr
         self._dataset = dataset
+        self._indexed = indexed  # the dataset yields (index, item): a rerun of chosen items
         self._hooks = hooks if hooks else None
         self._context_args = context or {}
         self.context: RunContext | None = None
@@ -193,7 +195,7 @@ class Run:
 
         args = dict(self._context_args)
         total = args.pop("total", None)
-        if total is None and hasattr(self._dataset, "__len__"):
+        if total is None and not self._indexed and hasattr(self._dataset, "__len__"):
             with contextlib.suppress(TypeError):
                 total = len(self._dataset)  # type: ignore[arg-type]
         self.context = RunContext(
@@ -205,6 +207,7 @@ class Run:
             expression_fingerprint=args.pop("expression_fingerprint", ""),
             model=args.pop("model", None),
             items_per_job=args.pop("items_per_job", None),
+            indexed=self._indexed,
         )
         self._hooks.on_start(self.context)
         self._hooks_started = True
@@ -358,6 +361,8 @@ class Run:
         index = self._next_index
         try:
             item = next(self._source)
+            if self._indexed:
+                index, item = item
         except StopIteration:
             self._exhausted = True
             return None

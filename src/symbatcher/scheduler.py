@@ -116,6 +116,20 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         """
         return RunStream(self._new_run(expr, dataset, num_workers, batch_size, kwargs))
 
+    def _stream(
+        self,
+        expr: Any,
+        dataset: Iterable[Any],
+        num_workers: int,
+        batch_size: int,
+        kwargs: dict[str, Any],
+        run_context: dict[str, Any],
+        indexed: bool = False,
+    ) -> RunStream:
+        """``imap`` with run settings for facades (BatchManager, the job queue)."""
+        run = self._new_run(expr, dataset, num_workers, batch_size, kwargs, run_context, indexed)
+        return RunStream(run)
+
     @property
     def stats(self) -> RunStats:
         """Figures of the latest run started by this scheduler (live while it runs)."""
@@ -130,6 +144,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         batch_size: int,
         kwargs: dict[str, Any],
         run_context: dict[str, Any] | None = None,
+        indexed: bool = False,
     ) -> Run:
         run_context = run_context or {}
         _positive_int("num_workers", num_workers)
@@ -159,6 +174,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             error_handling=self._sb_error_handling,
             hooks=chain,
             context=context,
+            indexed=indexed,
         )
         self._sb_last = run
         return run

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,7 @@ class RunContext:
         idle: Callable[[], Any] | None = None,
         items_per_job: int | None = None,
         replay_restored: bool = True,
+        indexed: bool = False,
     ) -> None:
         self.expression_fingerprint = expression_fingerprint
         self.dataset = dataset
@@ -123,6 +125,7 @@ class RunContext:
         self.model = model
         self.items_per_job = items_per_job
         self.replay_restored = replay_restored  # hand restored outcomes to the caller
+        self.indexed = indexed  # the dataset yields (index, item): chosen items of a run
         self.run_id: str | None = None
         self.store: RunStore | None = None
         self.max_cost: float | None = None
@@ -133,6 +136,7 @@ class RunContext:
         self._lock = threading.Lock()
         self._stopped = threading.Event()  # no new items
         self._cancelled = threading.Event()  # and nothing more to wait for
+        self._on_stop: list[Callable[[], None]] = []
         self._idle = idle
         # totals, this process and restored from earlier ones
         self.restored = 0
@@ -208,6 +212,8 @@ class RunContext:
                 self.stop_reason = reason
                 self.status = status
         self._stopped.set()
+        for callback in list(self._on_stop):
+            callback()
 
     def stopped(self) -> bool:
         return self._stopped.is_set()
@@ -216,14 +222,27 @@ class RunContext:
         return self._cancelled.is_set()
 
     def wait(self, seconds: float) -> bool:
-        if self._idle is None:
-            return not self._cancelled.wait(seconds)
-        with self._idle():
+        with self.idle():
             return not self._cancelled.wait(seconds)
 
     def cancel(self) -> None:
         self._stopped.set()
         self._cancelled.set()
+        for callback in list(self._on_stop):
+            callback()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the run halts or is cancelled (to wake a hook's waits)."""
+        self._on_stop.append(callback)
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """Mark the calling worker idle for the block, so no batch waits for its calls."""
+        if self._idle is None:
+            yield
+            return
+        with self._idle():
+            yield
 
 
 class Hook(Expression):  # type: ignore[misc]

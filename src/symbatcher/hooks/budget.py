@@ -18,6 +18,7 @@ class Budget(Hook):
     """
 
     requires = (Cost,)
+    start_order = -20  # before the checkpoint, which records the budget with the run
 
     def __init__(self, max_cost: float) -> None:
         super().__init__()

@@ -80,7 +80,8 @@ class Checkpoint(Hook):
         self._run = run
         meta = self.store.read_meta()
         dataset_fp: str | None = None
-        if isinstance(run.dataset, Sequence) and not isinstance(run.dataset, str | bytes):
+        in_memory = isinstance(run.dataset, Sequence) and not isinstance(run.dataset, str | bytes)
+        if in_memory and not run.indexed:
             dataset_fp, self._fingerprints = dataset_fingerprint(run.dataset)
         self.resumed = bool(meta)
         if meta:
@@ -96,7 +97,7 @@ class Checkpoint(Hook):
                 "items_per_job": run.items_per_job,
             }
         meta.update({"status": "running", "last_updated": _now(), "max_cost": run.max_cost})
-        if run.total is not None:
+        if run.total is not None and not run.indexed:
             meta["total"] = run.total
         self.store.write_meta(meta)
         run.run_id = str(meta["run_id"])

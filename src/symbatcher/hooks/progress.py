@@ -71,9 +71,7 @@ class Progress(Hook):
         stream = self.file if self.file is not None else sys.stderr
         show = self.show if self.show is not None else _is_terminal(stream)
         if show:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
+            self._bar = _bar_class()(
                 total=run.total,
                 initial=run.done,
                 desc=self.description,
@@ -132,6 +130,16 @@ class Progress(Hook):
         self._bar.set_postfix_str(
             f"failed={run.failed} tokens={run.tokens} cost={cost}", refresh=False
         )
+
+
+def _bar_class() -> Any:
+    """tqdm without its monitor thread, which would outlive the run."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):  # type: ignore[misc,type-arg]
+        monitor_interval = 0
+
+    return Bar
 
 
 def _is_terminal(stream: Any) -> bool:

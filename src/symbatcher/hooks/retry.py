@@ -46,7 +46,7 @@ def is_transient(exc: BaseException) -> bool:
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
             return status in RETRY_STATUS or status >= 500
-        if isinstance(error, httpx.TransportError | TimeoutError | ConnectionError):
+        if isinstance(error, httpx.RequestError | TimeoutError | ConnectionError):
             return True
     return False
 

@@ -26,7 +26,13 @@ Match = str | Callable[[str], bool] | None
 
 
 class SimulatedEngineError(RuntimeError):
-    """An error a simulated engine was told to raise."""
+    """An error a simulated engine was told to raise; ``status_code`` as an HTTP engine
+    would report it (``fail_status``), which decides whether a retry is worth it."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
 
 
 def _matches(rule: Match, prompt: str) -> bool:
@@ -51,8 +57,10 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
 
     ``latency`` is seconds, a ``(low, high)`` uniform range, or ``f(rng) -> seconds``.
     ``fail_every=k`` fails every k-th call; ``fail_on`` fails calls whose prompt contains a
-    string (or satisfies a predicate). ``calls`` lists every prompt received, in order
-    (``record_calls=False`` keeps only the count, for long runs).
+    string (or satisfies a predicate); with ``fail_times=k`` a matching prompt fails only
+    its first k calls (a transient fault). ``fail_status`` gives injected errors an HTTP
+    ``status_code``. ``calls`` lists every prompt received, in order (``record_calls=False``
+    keeps only the count, for long runs).
     """
 
     def __init__(
@@ -64,8 +72,13 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
         fail_on: Match = None,
         model: str = "simulated",
         record_calls: bool = True,
+        fail_times: int | None = None,
+        fail_status: int | None = None,
     ) -> None:
         super().__init__()
+        self.fail_times = fail_times
+        self.fail_status = fail_status
+        self._failures: dict[str, int] = {}
         self.record_calls = record_calls
         self._count = 0
         self.latency = latency
@@ -158,10 +171,18 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
     def _maybe_fail(self, prompt: str, number: int) -> None:
         if self.fail_every and number % self.fail_every == 0:
             raise SimulatedEngineError(
-                f"injected failure on call {number} (every {self.fail_every})"
+                f"injected failure on call {number} (every {self.fail_every})", self.fail_status
             )
         if _matches(self.fail_on, prompt):
-            raise SimulatedEngineError(f"injected failure on call {number}: prompt matched")
+            if self.fail_times is not None:
+                with self._lock:
+                    seen = self._failures.get(prompt, 0)
+                    if seen >= self.fail_times:
+                        return
+                    self._failures[prompt] = seen + 1
+            raise SimulatedEngineError(
+                f"injected failure on call {number}: prompt matched", self.fail_status
+            )
 
 
 class SimulatedBatchEngine(SimulatedEngine):

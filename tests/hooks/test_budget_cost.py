@@ -1,0 +1,90 @@
+"""Cost per call from usage and prices; a budget that holds within a run and across runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symbatcher import BatchScheduler, ItemError
+from symbatcher.hooks import Budget, Checkpoint, Cost
+from symbatcher.hooks.cost import PricingError
+from symbatcher.pricing import Usage, as_pricing, cost_of, symai_pricing, usage_of
+from symbatcher.results import ItemPending
+from symbatcher.testing import SimulatedEngine
+from tests.expressions import NestedExpression, TestExpression
+
+PRICES = {"simulated": (1.0, 2.0)}
+
+
+def test_usage_from_metadata_and_cost_from_a_price() -> None:
+    usage = usage_of(object(), {"usage": {"input_tokens": 100, "output_tokens": 50}})
+    assert usage == Usage(100, 50)
+    assert cost_of(Usage(1_000_000, 500_000), as_pricing((2.0, 4.0))) == pytest.approx(4.0)
+    assert usage_of(object(), {"no": "usage"}) is None
+
+
+def test_symai_pricing_tables_are_used() -> None:
+    price = symai_pricing("claude-sonnet-4-5")
+    assert price is not None and price.input > 0 and price.output > price.input
+    assert symai_pricing("no-such-model") is None
+
+
+def test_bad_price_entries_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="needs 'input' and 'output'"):
+        as_pricing({"in": 1.0})
+
+
+def test_cost_per_item_and_run(engine: SimulatedEngine) -> None:
+    scheduler = BatchScheduler(hooks=[Cost(PRICES)])
+    results = scheduler(expr=NestedExpression, dataset=["a", "b", "c"], num_workers=3)
+    # each answer reports tokens ~ len/4; two calls per item
+    assert results.stats.tokens > 0
+    expected = sum(
+        (max(1, len(p) // 4) * 1.0 + max(1, len(f"sim({p})") // 4) * 2.0) / 1e6
+        for p in engine.calls
+    )
+    assert results.stats.cost == pytest.approx(expected)
+
+
+def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    data = [f"item{i}" for i in range(200)]
+    per_item = (max(1, len("item0") // 4 + 5) * 1.0) / 1e6  # about the cost of one item
+    budget = 40 * per_item
+    scheduler = BatchScheduler(
+        hooks=[Checkpoint(tmp_path / "run"), Budget(budget), Cost(PRICES)]
+    )
+    results = scheduler(expr=TestExpression, dataset=data, num_workers=4, batch_size=2)
+    assert results.status == "budget_reached"
+    assert results.pending and isinstance(results[-1], ItemPending)
+    assert "budget reached" in str(results[-1])
+    ran = engine.call_count
+    assert 0 < ran < 200
+    # the overshoot is at most what was in flight (num_workers items)
+    assert results.stats.cost <= budget + 4 * results.stats.cost / ran
+    # same budget again: nothing new may start, spent counts across runs
+    again = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Budget(budget), Cost(PRICES)])(
+        expr=TestExpression, dataset=data, num_workers=4, batch_size=2
+    )
+    assert again.status == "budget_reached" and engine.call_count == ran
+    # a larger budget continues where it stopped
+    more = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Budget(1.0), Cost(PRICES)])(
+        expr=TestExpression, dataset=data, num_workers=4, batch_size=2
+    )
+    assert more.status == "completed" and more.ok
+    assert engine.call_count == 200
+
+
+def test_a_budget_with_an_unpriced_model_fails_clearly(engine: SimulatedEngine) -> None:
+    scheduler = BatchScheduler(hooks=[Budget(1.0)])
+    results = scheduler(expr=TestExpression, dataset=["a"], num_workers=1)
+    assert isinstance(results[0], ItemError)
+    assert results[0].type == PricingError.__qualname__
+    assert "no price known for model 'simulated'" in results[0].message
+
+
+def test_budget_rejects_a_negative_amount() -> None:
+    with pytest.raises(ValueError, match="max_cost must be a non-negative"):
+        Budget(-1)

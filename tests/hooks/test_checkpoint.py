@@ -1,0 +1,109 @@
+"""Checkpoint: every finished item durable; resume skips what is done and checks identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symbatcher import BatchScheduler, ItemError
+from symbatcher.errors import RunMismatchError
+from symbatcher.hooks import Budget, Checkpoint, Cost
+from symbatcher.store import SQLiteStore, load_snapshot
+from symbatcher.testing import SimulatedEngine
+from tests.expressions import NestedExpression, TestExpression
+
+PRICES = {"simulated": (1.0, 2.0)}
+
+
+def _run(run_dir: Path, dataset: list[str], **checkpoint: object) -> object:
+    scheduler = BatchScheduler(hooks=[Checkpoint(run_dir, **checkpoint), Cost(PRICES)])  # type: ignore[arg-type]
+    return scheduler(expr=TestExpression, dataset=dataset, num_workers=8, batch_size=4)
+
+
+def test_a_finished_run_is_not_run_again(tmp_path: Path, engine: SimulatedEngine) -> None:
+    data = [f"item{i}" for i in range(40)]
+    first = _run(tmp_path / "run", data)
+    assert engine.call_count == 40
+    again = _run(tmp_path / "run", data)
+    assert engine.call_count == 40  # nothing paid twice
+    assert again.stats.restored == 40 and again.stats.status == "completed"  # type: ignore[attr-defined]
+    assert [str(v) for v in first] == list(again)  # type: ignore[attr-defined]
+    assert all(f"item{i}" in again[i] for i in range(40))  # type: ignore[index]
+
+
+def test_failed_items_are_kept_then_rerun_only_when_asked(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    engine.fail_on = "item3\n"
+    data = [f"item{i}" for i in range(10)]
+    first = _run(tmp_path / "run", data)
+    assert isinstance(first[3], ItemError)  # type: ignore[index]
+    again = _run(tmp_path / "run", data)
+    assert isinstance(again[3], ItemError) and "prompt matched" in again[3].message  # type: ignore[index]
+    assert engine.call_count == 10
+    engine.fail_on = None
+    retried = _run(tmp_path / "run", data, retry_failed=True)
+    assert engine.call_count == 11
+    assert "item3" in retried[3]  # type: ignore[index]
+    assert retried.stats.restored == 9  # type: ignore[attr-defined]
+
+
+def test_interrupted_items_run_again(tmp_path: Path, engine: SimulatedEngine) -> None:
+    data = [f"item{i}" for i in range(6)]
+    _run(tmp_path / "run", data)
+    with SQLiteStore(tmp_path / "run") as store:  # as if the process died mid-item
+        conn = store._conn
+        assert conn is not None
+        conn.execute("UPDATE items SET status = 'running', result = NULL WHERE idx IN (1, 4)")
+    engine.reset()
+    again = _run(tmp_path / "run", data)
+    assert engine.call_count == 2
+    assert {c.split("\n")[1] for c in engine.calls} == {"item1", "item4"}
+    assert "item4" in again[4]  # type: ignore[index]
+
+
+def test_another_dataset_or_expression_is_refused_unless_forced(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    data = [f"item{i}" for i in range(5)]
+    _run(tmp_path / "run", data)
+    with pytest.raises(RunMismatchError, match="another dataset"):
+        _run(tmp_path / "run", [*data[:4], "changed"])
+    scheduler = BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])
+    with pytest.raises(RunMismatchError, match="another expression"):
+        scheduler(expr=NestedExpression, dataset=data, num_workers=2)
+    assert engine.call_count == 5  # refused before any engine call
+    forced = _run(tmp_path / "run", [*data[:4], "changed"], force=True)
+    assert "changed" in forced[4]  # type: ignore[index]
+    assert engine.call_count == 6
+
+
+def test_a_changed_generator_is_caught_at_the_first_changed_item(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    _run(tmp_path / "run", [f"item{i}" for i in range(5)])
+    scheduler = BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])
+    changed = (f"item{i}" if i != 2 else "other" for i in range(5))
+    with pytest.raises(RunMismatchError, match="item 2 of the dataset differs"):
+        scheduler(expr=TestExpression, dataset=changed, num_workers=2)
+
+
+def test_snapshot_shows_items_status_cost_and_pending(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    data = [f"item{i}" for i in range(30)]
+    scheduler = BatchScheduler(
+        hooks=[Checkpoint(tmp_path / "run"), Budget(0.0002), Cost(PRICES)]
+    )
+    results = scheduler(expr=TestExpression, dataset=data, num_workers=2, batch_size=2)
+    assert results.status == "budget_reached"
+    view = load_snapshot(tmp_path / "run")
+    assert view["status"] == "budget_reached" and view["max_cost"] == 0.0002
+    assert view["model"] == "simulated" and view["total_items"] == 30
+    items = [item for job in view["jobs"] for item in job["items"]]
+    assert [item["original_index"] for item in items] == list(range(30))
+    done = [item for item in items if item["status"] == "succeeded"]
+    assert done and all(item["cost"] > 0 and item["completed_at"] for item in done)
+    assert items[-1]["status"] == "pending"
+    assert view["total_cost"] == pytest.approx(sum(item["cost"] for item in items))

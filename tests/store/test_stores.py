@@ -1,0 +1,167 @@
+"""The run store contract, for every backend; and what only the SQLite one promises."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from symbatcher.errors import RunLockedError, StoreError
+from symbatcher.store import ItemRecord, MemoryStore, RunStore, SQLiteStore
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    s: RunStore = SQLiteStore(tmp_path / "run") if request.param == "sqlite" else MemoryStore()
+    s.open()
+    yield s
+    s.close()
+
+
+def _start(store: RunStore, index: int) -> None:
+    store.item_started(ItemRecord(index=index, fingerprint=f"fp{index}", input=f'"in{index}"'))
+
+
+def _finish(store: RunStore, index: int, status: str = "succeeded") -> None:
+    record = ItemRecord(index=index, fingerprint=f"fp{index}", status=status, attempts=1)
+    if status == "succeeded":
+        record.result = f'"out{index}"'
+    else:
+        record.error_type, record.error_message = "ValueError", f"bad {index}"
+    store.item_finished(record)
+
+
+def test_items_go_running_then_finished_with_their_figures(store: RunStore) -> None:
+    for i in range(3):
+        _start(store, i)
+    store.add_call(0, 10, 5, 0.5)
+    store.add_call(0, 1, 1, 0.25)
+    _finish(store, 0)
+    _finish(store, 1, "failed")
+    rows = list(store.items())
+    assert [(r.index, r.status) for r in rows] == [(0, "succeeded"), (1, "failed"), (2, "running")]
+    assert (rows[0].prompt_tokens, rows[0].completion_tokens, rows[0].cost) == (11, 6, 0.75)
+    assert rows[0].result == '"out0"' and rows[0].input == '"in0"'
+    assert rows[1].error_message == "bad 1"
+    assert store.finished() == {0: ("succeeded", "fp0"), 1: ("failed", "fp1")}
+    totals = store.totals()
+    assert (totals.items, totals.succeeded, totals.failed, totals.running) == (3, 1, 1, 1)
+    assert totals.cost == pytest.approx(0.75)
+
+
+def test_rerun_of_a_failed_item_clears_its_error_and_adds_attempts(store: RunStore) -> None:
+    _start(store, 0)
+    _finish(store, 0, "failed")
+    _start(store, 0)
+    _finish(store, 0)
+    (row,) = store.items()
+    assert (row.status, row.error_type, row.attempts) == ("succeeded", None, 2)
+
+
+def test_items_filter_by_status_and_start(store: RunStore) -> None:
+    for i in range(6):
+        _start(store, i)
+        _finish(store, i, "failed" if i % 2 else "succeeded")
+    assert [r.index for r in store.items(("failed",))] == [1, 3, 5]
+    assert [r.index for r in store.items(start=4)] == [4, 5]
+
+
+def test_meta_merges(store: RunStore) -> None:
+    assert store.read_meta() == {}
+    store.write_meta({"run_id": "a", "total": 3})
+    store.write_meta({"total": 4})
+    assert store.read_meta() == {"run_id": "a", "total": 4}
+
+
+def test_many_writers_all_land_and_share_commits(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "run", synchronous="NORMAL")
+    store.open()
+    try:
+
+        def write(worker: int) -> None:
+            for j in range(50):
+                index = worker * 50 + j
+                _start(store, index)
+                store.add_call(index, 1, 1, 0.001)
+                _finish(store, index)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        totals = store.totals()
+        assert totals.succeeded == 800
+        assert totals.prompt_tokens == 800
+        assert store.commits < 800 * 2  # group commit: fewer commits than writes
+    finally:
+        store.close()
+
+
+def test_state_survives_reopen_and_is_readable_while_another_holds_it(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "run") as first:
+        _start(first, 0)
+        _finish(first, 0)
+        reader = SQLiteStore(tmp_path / "run")  # not opened: read-only inspection
+        assert [r.index for r in reader.items()] == [0]
+    with SQLiteStore(tmp_path / "run") as again:
+        assert again.finished() == {0: ("succeeded", "fp0")}
+
+
+def test_a_second_holder_fails_at_once_naming_the_first(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "run"):
+        with pytest.raises(RunLockedError, match=r"in use by pid \d+"):
+            SQLiteStore(tmp_path / "run").open()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    script = (
+        "import os, signal, sys\n"
+        "from symbatcher.store import SQLiteStore\n"
+        f"SQLiteStore({str(tmp_path / 'run')!r}).open()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False)
+    assert result.returncode == -9
+    assert (tmp_path / "run" / "holder.json").exists()  # the note stayed, the lock did not
+    with SQLiteStore(tmp_path / "run") as store:
+        assert store.totals().items == 0
+
+
+def test_not_a_state_file_is_a_clear_error_and_releases_the_lock(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a readable symbatcher state file"):
+        SQLiteStore(run).open()
+    (run / "state.sqlite").unlink()
+    with SQLiteStore(run):
+        pass
+
+
+def test_a_failed_commit_stops_writes_with_a_clear_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "run")
+
+    def broken_commit(conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store._commit = broken_commit  # type: ignore[method-assign]
+    store.open()
+    try:
+        _start(store, 0)
+        with pytest.raises(StoreError, match="disk I/O error"):
+            _finish(store, 0)
+        with pytest.raises(StoreError, match="failed"):
+            _start(store, 1)
+    finally:
+        store.close()
+
+
+def test_reading_a_missing_run_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no run state at"):
+        list(SQLiteStore(tmp_path / "nothing").items())
