@@ -6,22 +6,54 @@ from symbatcher.errors import (
     DatasetError,
     EngineNotAvailableError,
     RunCancelledError,
+    RunLockedError,
+    RunMismatchError,
+    StoreError,
     SymaiConfigError,
     SymbatcherError,
 )
-from symbatcher.results import ItemError, RunResults, RunStats
+from symbatcher.hooks import (
+    Backoff,
+    Budget,
+    Checkpoint,
+    Cost,
+    Hook,
+    Progress,
+    ProgressEvent,
+    Retry,
+    SaveResults,
+)
+from symbatcher.manager import BatchManager, ManagerStats
+from symbatcher.results import ItemError, ItemPending, RunResults, RunStats
 from symbatcher.scheduler import BatchScheduler, RunStream
+from symbatcher.store import load_snapshot
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "Backoff",
+    "BatchManager",
     "BatchProtocolError",
     "BatchScheduler",
+    "Budget",
+    "Checkpoint",
+    "Cost",
     "DatasetError",
     "EngineBinding",
     "EngineNotAvailableError",
+    "Hook",
     "ItemError",
+    "ItemPending",
+    "ManagerStats",
+    "Progress",
+    "ProgressEvent",
+    "Retry",
     "RunCancelledError",
+    "RunLockedError",
+    "RunMismatchError",
+    "SaveResults",
+    "StoreError",
+    "load_snapshot",
     "RunResults",
     "RunStats",
     "RunStream",

@@ -1,0 +1,71 @@
+"""A run that a crash test kills part-way: ``python -m tests.crash_child RUN_DIR LOG N [MODE K]``.
+
+MODE ``commit`` kills the process inside its K-th state commit (rows written, not
+committed); ``external`` prints ``done <n>`` lines so the test can SIGKILL it from outside.
+Every engine call is appended to LOG as ``<pid> <item>`` before it is answered, so the test
+can count what each process paid for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from typing import Any
+
+from symbatcher import BatchManager
+from symbatcher.hooks.progress import ProgressEvent
+from symbatcher.store.sqlite import SQLiteStore
+from symbatcher.testing import SimulatedEngine, use_engine
+from symbatcher.testing.engines import prompt_of
+from tests.expressions import TestExpression
+
+
+class LoggingEngine(SimulatedEngine):
+    def __init__(self, log: str) -> None:
+        super().__init__(latency=(0.001, 0.004), record_calls=False)
+        self._log = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def forward(self, argument: Any) -> Any:
+        item = prompt_of(argument).split("\n")[1]
+        os.write(self._log, f"{os.getpid()} {item}\n".encode())
+        return super().forward(argument)
+
+
+def main() -> None:
+    run_dir, log, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode = sys.argv[4] if len(sys.argv) > 4 else ""
+    kill_at = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    if mode == "commit":
+        commits = [0]
+        original = SQLiteStore._commit
+
+        def commit(self: SQLiteStore, conn: sqlite3.Connection) -> None:
+            commits[0] += 1
+            if commits[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-commit: rows written, not committed
+            original(self, conn)
+
+        SQLiteStore._commit = commit  # type: ignore[method-assign]
+
+    def report(event: ProgressEvent) -> None:
+        if mode == "external":
+            print(f"done {event.done}", flush=True)
+
+    with use_engine(LoggingEngine(log)):
+        manager = BatchManager(
+            TestExpression,
+            [f"item{i}" for i in range(count)],
+            items_per_job=50,
+            max_parallel_jobs=4,
+            workers_per_job=8,
+            state_path=run_dir,
+            save_results_dir=os.path.join(run_dir, "out"),
+        )
+        stats = manager.run(print_progress=False, on_progress=report)
+    print(f"finished {stats.status} {stats.succeeded}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
