@@ -56,9 +56,13 @@ def _check_resume(run_dir: Path, log: Path, killed: subprocess.Popen[str]) -> No
     resumed = _child(run_dir, log)
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0 and f"finished completed {N}" in out
-    rows = [json.loads(line) for line in (run_dir / "out" / "results.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (run_dir / "out" / "results.jsonl").read_text().splitlines()
+    ]
     assert [row["index"] for row in rows] == list(range(N))  # each exactly once, in order
-    assert all(row["status"] == "succeeded" and f"item{row['index']}\n" in row["output"] for row in rows)
+    assert all(
+        row["status"] == "succeeded" and f"item{row['index']}\n" in row["output"] for row in rows
+    )
     calls = _calls(log)
     second = next(counter for pid, counter in calls.items() if pid != first_pid)
     first = calls.get(first_pid or "", Counter())

@@ -66,9 +66,7 @@ def test_run_again_resumes_and_retry_failed_reruns_only_failures(
     assert "item42\n" in list(manager.results())[42]
 
 
-def test_a_budget_holds_across_runs_of_the_manager(
-    tmp_path: Path, engine: SimulatedEngine
-) -> None:
+def test_a_budget_holds_across_runs_of_the_manager(tmp_path: Path, engine: SimulatedEngine) -> None:
     data = [f"item{i}" for i in range(300)]
     manager = BatchManager(
         TestExpression, data, state_path=tmp_path / "run", max_cost=0.0005, prices=PRICES

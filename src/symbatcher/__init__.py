@@ -28,7 +28,7 @@ from symbatcher.results import ItemError, ItemPending, RunResults, RunStats
 from symbatcher.scheduler import BatchScheduler, RunStream
 from symbatcher.store import load_snapshot
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Backoff",
@@ -51,13 +51,13 @@ __all__ = [
     "RunCancelledError",
     "RunLockedError",
     "RunMismatchError",
-    "SaveResults",
-    "StoreError",
-    "load_snapshot",
     "RunResults",
     "RunStats",
     "RunStream",
+    "SaveResults",
+    "StoreError",
     "SymaiConfigError",
     "SymbatcherError",
     "__version__",
+    "load_snapshot",
 ]

@@ -18,6 +18,7 @@ item and each engine call, and see each outcome before the caller does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import queue
@@ -438,9 +439,15 @@ class Run:
             return
         run.item_started()
         outcome: Any
+        # symai walks every frame above an engine call and type-checks each local (looking
+        # for a DynamicEngine), so the frames around the expression are kept few and small
         try:
             with working_on(context):
-                outcome = hooks.run_item(context, lambda: expr(input=item, **self._call_kwargs))
+                if hooks.wraps_items:
+                    call = functools.partial(expr, input=item, **self._call_kwargs)
+                    outcome = hooks.run_item(context, call)
+                else:
+                    outcome = expr(input=item, **self._call_kwargs)
         except Exception as exc:
             outcome = ItemError.from_exception(index, exc)
             if self._error_handling == "fail_fast" and not self._stopping:

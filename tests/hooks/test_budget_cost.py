@@ -53,9 +53,7 @@ def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
     data = [f"item{i}" for i in range(200)]
     per_item = (max(1, len("item0") // 4 + 5) * 1.0) / 1e6  # about the cost of one item
     budget = 40 * per_item
-    scheduler = BatchScheduler(
-        hooks=[Checkpoint(tmp_path / "run"), Budget(budget), Cost(PRICES)]
-    )
+    scheduler = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Budget(budget), Cost(PRICES)])
     results = scheduler(expr=TestExpression, dataset=data, num_workers=4, batch_size=2)
     assert results.status == "budget_reached"
     assert results.pending and isinstance(results[-1], ItemPending)

@@ -93,9 +93,7 @@ def test_snapshot_shows_items_status_cost_and_pending(
     tmp_path: Path, engine: SimulatedEngine
 ) -> None:
     data = [f"item{i}" for i in range(30)]
-    scheduler = BatchScheduler(
-        hooks=[Checkpoint(tmp_path / "run"), Budget(0.0002), Cost(PRICES)]
-    )
+    scheduler = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Budget(0.0002), Cost(PRICES)])
     results = scheduler(expr=TestExpression, dataset=data, num_workers=2, batch_size=2)
     assert results.status == "budget_reached"
     view = load_snapshot(tmp_path / "run")

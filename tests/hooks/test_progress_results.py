@@ -36,9 +36,7 @@ def test_progress_bar_shows_done_total_failed_and_cost(engine: SimulatedEngine) 
     assert "5/5" in text and "100%" in text and "failed=0" in text and "cost=$" in text
 
 
-def test_no_bar_when_stderr_is_not_a_terminal(
-    engine: SimulatedEngine, capsys: object
-) -> None:
+def test_no_bar_when_stderr_is_not_a_terminal(engine: SimulatedEngine, capsys: object) -> None:
     BatchScheduler(hooks=[Progress()])(expr=TestExpression, dataset=["a"], num_workers=1)
     assert capsys.readouterr().err == ""  # type: ignore[attr-defined]
 
@@ -71,9 +69,9 @@ def test_results_of_a_resumed_run_include_the_earlier_items(
     data = [f"item{i}" for i in range(8)]
 
     def run() -> None:
-        BatchScheduler(
-            hooks=[Checkpoint(tmp_path / "run"), SaveResults(tmp_path / "out")]
-        )(expr=TestExpression, dataset=data, num_workers=2)
+        BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), SaveResults(tmp_path / "out")])(
+            expr=TestExpression, dataset=data, num_workers=2
+        )
 
     run()
     run()

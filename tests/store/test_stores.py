@@ -114,9 +114,11 @@ def test_state_survives_reopen_and_is_readable_while_another_holds_it(tmp_path: 
 
 
 def test_a_second_holder_fails_at_once_naming_the_first(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "run"):
-        with pytest.raises(RunLockedError, match=r"in use by pid \d+"):
-            SQLiteStore(tmp_path / "run").open()
+    with (
+        SQLiteStore(tmp_path / "run"),
+        pytest.raises(RunLockedError, match=r"in use by pid \d+"),
+    ):
+        SQLiteStore(tmp_path / "run").open()
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:

@@ -71,6 +71,10 @@ class HookChain:
         return bool(self._call_wrappers or self._call_done)
 
     @property
+    def wraps_items(self) -> bool:
+        return bool(self._item_wrappers)
+
+    @property
     def restores(self) -> bool:
         return bool(self._restorers)
 

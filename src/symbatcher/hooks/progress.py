@@ -136,7 +136,7 @@ def _bar_class() -> Any:
     """tqdm without its monitor thread, which would outlive the run."""
     from tqdm import tqdm
 
-    class Bar(tqdm):  # type: ignore[misc,type-arg]
+    class Bar(tqdm):  # type: ignore[misc]
         monitor_interval = 0
 
     return Bar

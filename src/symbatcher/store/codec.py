@@ -29,9 +29,7 @@ def to_jsonable(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact, key-sorted JSON, so equal values give equal text (and fingerprints)."""
-    return json.dumps(
-        value, default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return _ENCODER.encode(value)  # one shared encoder: no set-up per call
 
 
 def loads(text: str | None) -> Any:
@@ -57,3 +55,6 @@ def _is_symbol(value: Any) -> bool:
 
 
 _MISSING = object()
+_ENCODER = json.JSONEncoder(
+    default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+)

@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS items (
     started_at REAL,
     completed_at REAL
 );
-CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
 
 _START = """
@@ -76,6 +75,10 @@ _FINISH = """
 UPDATE items SET status = ?, result = ?, error_type = ?, error_message = ?,
     error_traceback = ?, attempts = attempts + ?, completed_at = ? WHERE idx = ?
 """
+_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 _COLUMNS = (
     "idx, fingerprint, status, input, result, error_type, error_message, error_traceback, "
     "attempts, prompt_tokens, completion_tokens, cost, job, started_at, completed_at"
@@ -261,20 +264,7 @@ class SQLiteStore(RunStore):
         if error is None:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for op in ops:
-                    kind, args = op[0], op[1]
-                    if kind == "start":
-                        conn.execute(_START, args)
-                    elif kind == "call":
-                        conn.execute(_CALL, args)
-                    elif kind == "finish":
-                        conn.execute(_FINISH, args)
-                    elif kind == "meta":
-                        conn.executemany(
-                            "INSERT INTO meta (key, value) VALUES (?, ?) "
-                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            args,
-                        )
+                self._apply(conn, ops)
                 self._commit(conn)
                 self.commits += 1
             except BaseException as exc:  # disk full, I/O error: stop the run, lose nothing
@@ -287,6 +277,37 @@ class SQLiteStore(RunStore):
         for waiter in waiters:
             waiter.error = error
             waiter.done.set()
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
+        """One statement per kind for the whole group. Kinds go in the order meta, start,
+        call, finish: an item's start and calls always precede its finish, and an item is
+        started again only after its finish was committed, so the grouping keeps order."""
+        metas: list[Any] = []
+        starts: list[Any] = []
+        calls: dict[int, list[float]] = {}
+        finishes: list[Any] = []
+        for op in ops:
+            kind, args = op[0], op[1]
+            if kind == "start":
+                starts.append(args)
+            elif kind == "call":
+                total = calls.setdefault(args[3], [0, 0, 0.0])
+                total[0] += args[0]
+                total[1] += args[1]
+                total[2] += args[2]
+            elif kind == "finish":
+                finishes.append(args)
+            elif kind == "meta":
+                metas.extend(args)
+        if metas:
+            conn.executemany(_META, metas)
+        if starts:
+            conn.executemany(_START, starts)
+        if calls:
+            conn.executemany(_CALL, [(*figures, index) for index, figures in calls.items()])
+        if finishes:
+            conn.executemany(_FINISH, finishes)
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
