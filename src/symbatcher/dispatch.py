@@ -134,9 +134,11 @@ class Dispatcher:
                 lane.waiting.append(call)
                 self._queued += 1
                 self._release(call)
+                settled = call.role in (_EXECUTE, _LEAD, _DONE)  # it completed its own batch
         if call is None:
             return executor.call_one(argument)
-        self._await_release(call)
+        if not settled:
+            self._await_release(call)
         if call.role == _EXECUTE:
             assert call.batch is not None
             try:
