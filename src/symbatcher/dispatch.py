@@ -15,7 +15,8 @@ passes releases the batch itself and leads it; a caller whose call completes a b
 it too. Members of a batch led by someone else sleep untimed until their answer is set, so
 a thread wakes once per call in the common case. Every role change and event signal happens
 under the dispatcher's lock, which is what lets a sleeper read its role and clear its
-event without losing a wake-up.
+event without losing a wake-up; a woken sleeper whose role is final (run, lead, answered)
+goes on without the lock, so a batch's members do not queue on it behind their leader.
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -163,6 +164,8 @@ class Dispatcher:
         while True:
             timeout = max(0.0, call.deadline - time.monotonic()) if call.timed else None
             signalled = call.event.wait(timeout)
+            if call.role in (_EXECUTE, _LEAD, _DONE):
+                return  # final roles never change back: no need to take the lock to read one
             with self._lock:
                 if call.role in (_EXECUTE, _LEAD, _DONE):
                     return
