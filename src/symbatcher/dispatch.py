@@ -13,10 +13,11 @@ Nothing polls and no thread of its own runs here: each caller sleeps on its own 
 The call at the head of a lane sleeps with its linger deadline as the timeout, and when it
 passes releases the batch itself and leads it; a caller whose call completes a batch leads
 it too. Members of a batch led by someone else sleep untimed until their answer is set, so
-a thread wakes once per call in the common case. Every role change and event signal happens
-under the dispatcher's lock, which is what lets a sleeper read its role and clear its
-event without losing a wake-up; a woken sleeper whose role is final (run, lead, answered)
-goes on without the lock, so a batch's members do not queue on it behind their leader.
+a thread wakes once per call in the common case. Every role change (and every signal but
+the final answer's) happens under the dispatcher's lock, which is what lets a sleeper read
+its role and clear its event without losing a wake-up; a woken sleeper whose role is final
+(run, lead, answered) goes on without the lock, so a batch's members do not queue on it
+behind their leader.
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -126,8 +127,13 @@ class Dispatcher:
             lane = self._lanes.get(lane_key)
             if lane is None:
                 lane = self._lanes[lane_key] = _Lane(executor)
-            if executor.caller_runs and self.max_inflight_batches is None:
-                self._count_batch(1)  # plain engine, no cap: nothing to wait for or hand over
+            direct = self.max_inflight_batches is None and (
+                executor.caller_runs or self.batch_size == 1
+            )
+            if direct:
+                # no cap, and a plain engine or batches of one: nothing to wait for or hand
+                # over, so the caller runs its call itself without the round trips
+                self._count_batch(1)
                 call = None
             else:
                 call = _Call(argument, time.monotonic() + self._linger_for(lane))
@@ -137,7 +143,12 @@ class Dispatcher:
                 self._release(call)
                 settled = call.role in (_EXECUTE, _LEAD, _DONE)  # it completed its own batch
         if call is None:
-            return executor.call_one(argument)
+            if executor.caller_runs:
+                return executor.call_one(argument)
+            (answer,) = executor.call_batch([argument])
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
         if not settled:
             self._await_release(call)
         if call.role == _EXECUTE:
@@ -261,8 +272,13 @@ class Dispatcher:
             outcomes = [exc, *(exception_for_member(exc) for _ in batch.calls[1:])]
         with self._lock:
             for call, outcome in zip(batch.calls, outcomes, strict=True):
-                call.finish(outcome)
+                call.outcome = outcome
+                call.role = _DONE
             self._batch_done(batch)
+        # Signalled outside the lock (shorter hold): a final role never changes back and no
+        # one clears the event of a call whose role is final, so no wake-up can be lost.
+        for call in batch.calls:
+            call.event.set()
 
     def _member_done(self, batch: _Batch) -> None:
         with self._lock:
@@ -273,7 +289,8 @@ class Dispatcher:
     def _batch_done(self, batch: _Batch) -> None:
         batch.lane.observe(time.monotonic() - batch.sent_at)
         self._inflight -= 1
-        self._release()
+        if self.max_inflight_batches is not None:
+            self._release()  # a call held back by the cap may go now (nothing else changed)
 
     # ----------------------------------------------------------------- shutdown
     def cancel(self, reason: BaseException | None = None) -> None:
