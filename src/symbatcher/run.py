@@ -12,7 +12,9 @@ engines.
 Hooks (:mod:`symbatcher.hooks`) see the run through a :class:`RunContext`: they start
 before the first worker, may restore an item from an earlier run as it is taken (in
 dataset order, under the source lock), may refuse to start items (a budget), wrap each
-item and each engine call, and see each outcome before the caller does.
+item and each engine call, and see each outcome before the caller does; an outcome whose
+hooks returned futures (the checkpoint's commit) is handed on when they complete, while its
+worker goes on with the next item.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, Literal
 
 from symbatcher.binding import RunRoute, bound_engines, routed_to
@@ -39,6 +42,58 @@ logger = logging.getLogger("symbatcher")
 ErrorHandling = Literal["continue", "fail_fast"]
 _WORKER_EXIT = object()
 _run_numbers = itertools.count(1)
+
+
+class _Backlog:
+    """A worker's outcome waiting for hooks' futures (its commit) before it is handed on."""
+
+    __slots__ = ("cond", "count")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.count = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.count > 0
+
+    def add(self) -> None:
+        with self.cond:
+            while self.count:
+                self.cond.wait()
+            self.count += 1
+
+    def done(self) -> None:
+        with self.cond:
+            self.count -= 1
+            self.cond.notify_all()
+
+    def drain(self) -> None:
+        with self.cond:
+            while self.count:
+                self.cond.wait()
+
+
+def _when_all(futures: list[Future[Any]]) -> Future[Any]:
+    """A future that completes when all of ``futures`` have (with the first error)."""
+    combined: Future[Any] = Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def one(_: Future[Any]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            combined.set_exception(errors[0])
+        else:
+            combined.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one)
+    return combined
 
 
 class Run:
@@ -390,6 +445,7 @@ class Run:
 
     def _work(self, route: RunRoute, number: int) -> None:
         dispatcher = route.dispatcher
+        backlog = _Backlog()
         try:
             with routed_to(route):
                 try:
@@ -401,7 +457,7 @@ class Run:
                 while taken is not None:
                     index, item = taken
                     if self._hooks is not None:
-                        self._run_hooked(expr, index, item)
+                        self._run_hooked(expr, index, item, backlog)
                         taken = self._take(dispatcher, busy=True)
                         continue
                     try:
@@ -417,10 +473,11 @@ class Run:
                     self._deliver(index, outcome)
                     taken = self._take(dispatcher, busy=True)
         finally:
+            backlog.drain()  # this worker's outcomes are handed on before it says it left
             if self._collected is None:
                 self._outbox.put(_WORKER_EXIT)
 
-    def _run_hooked(self, expr: Any, index: int, item: Any) -> None:
+    def _run_hooked(self, expr: Any, index: int, item: Any, backlog: _Backlog) -> None:
         """One item with the hooks around it. A hook failing outside the item (the store
         cannot write) stops the run: going on would lose what it could not record."""
         hooks, run = self._hooks, self.context
@@ -457,9 +514,28 @@ class Run:
             outcome = ItemError.from_exception(index, exc)
             self._fail(exc, cancel=True)
         run.item_finished(context, failed=isinstance(outcome, ItemError))
+        pending: list[Future[Any]] = []
         try:
-            hooks.item_done(context, outcome)
+            pending = hooks.item_done(context, outcome)
         except Exception as exc:
             logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
             self._fail(exc, cancel=True)
-        self._deliver(index, outcome)
+        if not pending:
+            self._deliver(index, outcome)
+            return
+        # Handed on once durable; meanwhile this worker goes on. At most one of its
+        # outcomes waits at a time, so what a crash can lose stays bounded by the workers.
+        with run.idle() if backlog.busy else contextlib.nullcontext():
+            backlog.add()
+        waited = pending[0] if len(pending) == 1 else _when_all(pending)
+        waited.add_done_callback(lambda done: self._durable(index, outcome, done, backlog))
+
+    def _durable(self, index: int, outcome: Any, done: Future[Any], backlog: _Backlog) -> None:
+        try:
+            error = done.exception()
+            if error is not None:
+                logger.error("symbatcher: item %d could not be recorded; stopping the run", index)
+                self._fail(error, cancel=True)
+            self._deliver(index, outcome)
+        finally:
+            backlog.done()

@@ -33,7 +33,7 @@ def _finish(store: RunStore, index: int, status: str = "succeeded") -> None:
         record.result = f'"out{index}"'
     else:
         record.error_type, record.error_message = "ValueError", f"bad {index}"
-    store.item_finished(record)
+    store.item_finished(record).result()  # durable once the future completes
 
 
 def test_items_go_running_then_finished_with_their_figures(store: RunStore) -> None:

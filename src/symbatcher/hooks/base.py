@@ -13,8 +13,10 @@ no-op by default, so a hook overrides only what it needs:
 - ``on_item_done(item, outcome)`` once the outcome is final (persist, progress);
 - ``on_end(run)`` when the run is over, whatever ended it (``run.status`` says what).
 
-``on_item_done`` runs in the item's worker before the outcome is handed to the caller, so
-an outcome the caller has seen is already durable. Hooks run in the order given; the
+``on_item_done`` runs in the item's worker before the outcome is handed to the caller; a
+hook may return a future from it (the checkpoint's commit), and the run then hands the
+outcome on when that completes, so an outcome the caller has seen is already durable while
+the worker goes on with its next item. Hooks run in the order given; the
 ``around_*`` wrappers nest with the first hook outermost.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -279,7 +282,8 @@ class Hook(Expression):  # type: ignore[misc]
     def on_call_done(self, call: CallContext) -> None:
         return None
 
-    def on_item_done(self, item: ItemContext, outcome: Any) -> None:
+    def on_item_done(self, item: ItemContext, outcome: Any) -> Future[Any] | None:
+        """May return a future: the outcome reaches the caller once it completes."""
         return None
 
     def on_end(self, run: RunContext) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 from symbatcher.hooks.cost import Cost
+
+logger = logging.getLogger("symbatcher")
 
 BUDGET_REACHED = "budget_reached"
 
@@ -34,6 +38,14 @@ class Budget(Hook):
         run = item.run
         committed = run.spent + run.in_flight * run.mean_item_cost
         if committed >= self.max_cost:
+            if not run.stopped():
+                logger.info(
+                    "symbatcher: budget of $%.4f reached ($%.4f spent, %d items in flight); "
+                    "starting no further items",
+                    self.max_cost,
+                    run.spent,
+                    run.in_flight,
+                )
             run.halt(
                 f"budget reached: spent ${run.spent:.4f} of ${self.max_cost:.4f}"
                 + (f" with {run.in_flight} items in flight" if run.in_flight else ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -134,9 +135,14 @@ class HookChain:
             for hook in self._call_done:
                 hook.on_call_done(context)
 
-    def item_done(self, item: ItemContext, outcome: Any) -> None:
+    def item_done(self, item: ItemContext, outcome: Any) -> list[Future[Any]]:
+        """The futures hooks returned: the outcome waits for them before the caller sees it."""
+        pending: list[Future[Any]] = []
         for hook in self._done:
-            hook.on_item_done(item, outcome)
+            future = hook.on_item_done(item, outcome)
+            if future is not None:
+                pending.append(future)
+        return pending
 
     def on_end(self, run: RunContext) -> None:
         """Every hook gets its ``on_end``, in reverse start order (the checkpoint last, after

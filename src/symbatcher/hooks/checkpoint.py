@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ def encode_input(item: ItemContext) -> str:
     """The item's input as JSON, its fingerprint set on the item as a side effect."""
     if item.input_json is None:
         item.input_json = dumps(item.input)
-        item.fingerprint = fingerprint(item.input_json)
+        if item.fingerprint is None:
+            item.fingerprint = fingerprint(item.input_json)
     return item.input_json
 
 
@@ -191,7 +193,9 @@ class Checkpoint(Hook):
                 call.item.index, record.prompt_tokens, record.completion_tokens, record.cost
             )
 
-    def on_item_done(self, item: ItemContext, outcome: Any) -> None:
+    def on_item_done(self, item: ItemContext, outcome: Any) -> Future[None]:
+        """The record goes to the store's writer; the run hands the outcome on when the
+        returned future says it is durable."""
         assert item.fingerprint is not None
         record = ItemRecord(index=item.index, fingerprint=item.fingerprint)
         record.attempts = max(item.attempts, 1)
@@ -204,7 +208,7 @@ class Checkpoint(Hook):
         else:
             record.status = SUCCEEDED
             record.result = dumps(to_jsonable(outcome))
-        self.store.item_finished(record)
+        return self.store.item_finished(record)
 
     def on_end(self, run: RunContext) -> None:
         try:

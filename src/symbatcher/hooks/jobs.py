@@ -31,6 +31,8 @@ class JobLimit(Hook):
         self.most_active = 0
 
     def on_start(self, run: RunContext) -> None:
+        with self._cond:
+            self._active.clear()  # a hook may serve several runs, one after another
         run.items_per_job = self.items_per_job
         run.on_stop(self._wake)
 

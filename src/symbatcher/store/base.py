@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +84,9 @@ class RunStore(ABC):
         """Add one engine call's figures to an item (need not be durable on return)."""
 
     @abstractmethod
-    def item_finished(self, record: ItemRecord) -> None:
-        """Record an item's final status and result; durable when this returns."""
+    def item_finished(self, record: ItemRecord) -> Future[None]:
+        """Record an item's final status and result; the future completes once durable
+        (with a StoreError if it cannot be)."""
 
     @abstractmethod
     def finished(self) -> dict[int, tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from symbatcher.store.base import FINISHED, ItemRecord, RunStore, StoreTotals
@@ -48,7 +49,7 @@ class MemoryStore(RunStore):
             row.completion_tokens += completion_tokens
             row.cost += cost
 
-    def item_finished(self, record: ItemRecord) -> None:
+    def item_finished(self, record: ItemRecord) -> Future[None]:
         with self._lock:
             row = self._items[record.index]
             row.status, row.result = record.status, record.result
@@ -56,6 +57,9 @@ class MemoryStore(RunStore):
             row.error_traceback = record.error_traceback
             row.attempts += record.attempts
             row.completed_at = record.completed_at
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
 
     def finished(self) -> dict[int, tuple[str, str]]:
         with self._lock:

@@ -1,9 +1,11 @@
 """The default run store: one SQLite file (WAL) in the run directory, group-committed.
 
 Workers never touch the database. They hand writes to one writer thread, which takes
-everything queued, applies it in one transaction and commits once: a finished item's
-worker waits for the commit that holds its row (so an outcome the caller sees is on disk),
-but many items share one commit, which is what keeps per-item durability cheap. With
+everything queued, applies it in one transaction and commits once. A finished item's
+record comes with a future that completes with the commit holding it; the run hands the
+outcome to the caller only then (so an outcome the caller sees is on disk), while the
+worker goes on with its next item. Many items share one commit, which is what keeps
+per-item durability cheap. With
 ``synchronous="FULL"`` (default) each commit is fsync'ed and survives a power cut; with
 ``"NORMAL"`` it survives a killed process but may lose the last commits on power loss.
 """
@@ -18,6 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,14 +88,6 @@ _COLUMNS = (
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
-
-
-class _Waiter:
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
 
 
 class SQLiteStore(RunStore):
@@ -204,7 +199,7 @@ class SQLiteStore(RunStore):
     def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
         self._submit(("call", (prompt_tokens, completion_tokens, cost, index)))
 
-    def item_finished(self, record: ItemRecord) -> None:
+    def item_finished(self, record: ItemRecord) -> Future[None]:
         row = (
             record.status,
             record.result,
@@ -215,25 +210,23 @@ class SQLiteStore(RunStore):
             record.completed_at if record.completed_at is not None else time.time(),
             record.index,
         )
-        self._submit(("finish", row), wait=True)
+        return self._submit(("finish", row))
 
     def flush(self) -> None:
         """Return once everything submitted so far is committed."""
         self._submit(("flush", None), wait=True)
 
-    def _submit(self, op: tuple[Any, ...], wait: bool = False) -> None:
+    def _submit(self, op: tuple[Any, ...], wait: bool = False) -> Future[None]:
+        """Queue a write; its future completes when the commit that holds it is done."""
         if self._failure is not None:
             raise StoreError(f"the run store {self.path} failed: {self._failure}")
         if self._writer is None:
             raise StoreError(f"the run store {self.path} is not open")
-        if not wait:
-            self._queue.put(op)
-            return
-        waiter = _Waiter()
-        self._queue.put((*op, waiter))
-        waiter.done.wait()
-        if waiter.error is not None:
-            raise StoreError(f"the run store {self.path} failed: {waiter.error}") from waiter.error
+        done: Future[None] = Future()
+        self._queue.put((*op, done))
+        if wait:
+            done.result()
+        return done
 
     def _write_loop(self) -> None:
         conn = self._conn
@@ -259,7 +252,7 @@ class SQLiteStore(RunStore):
                 self._write(conn, ops)
 
     def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
-        waiters = [op[2] for op in ops if len(op) == 3]
+        futures: list[Future[None]] = [op[2] for op in ops]
         error: BaseException | None = self._failure
         if error is None:
             try:
@@ -274,9 +267,14 @@ class SQLiteStore(RunStore):
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-        for waiter in waiters:
-            waiter.error = error
-            waiter.done.set()
+        if error is None:
+            for future in futures:
+                future.set_result(None)
+        else:
+            failure = StoreError(f"the run store {self.path} failed: {error}")
+            failure.__cause__ = error
+            for future in futures:
+                future.set_exception(failure)
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
