@@ -23,8 +23,8 @@ from tests.expressions import TestExpression
 
 
 class LoggingEngine(SimulatedEngine):
-    def __init__(self, log: str) -> None:
-        super().__init__(latency=(0.001, 0.004), record_calls=False)
+    def __init__(self, log: str, latency: tuple[float, float]) -> None:
+        super().__init__(latency=latency, record_calls=False)
         self._log = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def forward(self, argument: Any) -> Any:
@@ -53,7 +53,9 @@ def main() -> None:
         if mode == "external":
             print(f"done {event.done}", flush=True)
 
-    with use_engine(LoggingEngine(log)):
+    # slower calls when killed from outside, so the kill lands while items are in flight
+    latency = (0.01, 0.03) if mode == "external" else (0.001, 0.004)
+    with use_engine(LoggingEngine(log, latency)):
         manager = BatchManager(
             TestExpression,
             [f"item{i}" for i in range(count)],
@@ -63,7 +65,7 @@ def main() -> None:
             state_path=run_dir,
             save_results_dir=os.path.join(run_dir, "out"),
         )
-        stats = manager.run(print_progress=False, on_progress=report)
+        stats = manager.run(print_progress=False, on_progress=report, progress_interval=0)
     print(f"finished {stats.status} {stats.succeeded}", flush=True)
 
 

@@ -118,10 +118,16 @@ class BatchManager:
         self,
         print_progress: bool = True,
         on_progress: Callable[[ProgressEvent], None] | None = None,
+        progress_interval: float = 0.5,
     ) -> ManagerStats:
-        """Run (or resume) until every item is done or the budget is reached."""
+        """Run (or resume) until every item is done or the budget is reached.
+
+        ``on_progress`` gets a :class:`ProgressEvent` at most every ``progress_interval``
+        seconds and at the end.
+        """
         dataset = self._fresh_dataset()
-        self._execute(dataset, Checkpoint(self.state_path), print_progress, on_progress)
+        checkpoint = Checkpoint(self.state_path)
+        self._execute(dataset, checkpoint, print_progress, on_progress, progress_interval)
         return self.stats
 
     def retry_failed(
@@ -136,7 +142,7 @@ class BatchManager:
         failed = [(r.index, loads(r.input)) for r in store.items((FAILED,))]
         if failed:
             checkpoint = Checkpoint(self.state_path, retry_failed=True)
-            self._execute(failed, checkpoint, print_progress, on_progress, indexed=True)
+            self._execute(failed, checkpoint, print_progress, on_progress, 0.5, indexed=True)
         return self.stats
 
     def _execute(
@@ -145,6 +151,7 @@ class BatchManager:
         checkpoint: Checkpoint,
         print_progress: bool,
         on_progress: Callable[[ProgressEvent], None] | None,
+        progress_interval: float,
         indexed: bool = False,
     ) -> None:
         hooks: list[Hook] = [
