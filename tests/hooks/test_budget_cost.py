@@ -86,3 +86,25 @@ def test_a_budget_with_an_unpriced_model_fails_clearly(engine: SimulatedEngine) 
 def test_budget_rejects_a_negative_amount() -> None:
     with pytest.raises(ValueError, match="max_cost must be a non-negative"):
         Budget(-1)
+
+
+def test_usage_comes_from_symai_engines_own_usage_record() -> None:
+    from types import SimpleNamespace
+
+    from symai.backend.engines.neurosymbolic.vllm.engine import VLLMEngine
+
+    engine = object.__new__(VLLMEngine)  # symai's own method; no server needed to read usage
+    raw = SimpleNamespace(
+        usage=SimpleNamespace(prompt_tokens=120, completion_tokens=30, total_tokens=150)
+    )
+    assert usage_of(engine, {"raw_output": raw, "usage": {"prompt_tokens": 1}}) == Usage(120, 30)
+
+
+def test_a_model_symai_prices_is_costed_without_a_user_table() -> None:
+    from symbatcher.pricing import PriceBook
+
+    price = PriceBook().price("claude-sonnet-4-5")
+    expected = symai_pricing("claude-sonnet-4-5")
+    assert price == expected
+    user = PriceBook({"claude-sonnet-4-5": (1.0, 1.0)}).price("claude-sonnet-4-5")
+    assert user is not None and user.input == 1.0  # a user's table wins
