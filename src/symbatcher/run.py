@@ -462,20 +462,25 @@ class Run:
                         continue
                     try:
                         outcome: Any = expr(input=item, **self._call_kwargs)
-                    except Exception as exc:
-                        outcome = ItemError.from_exception(index, exc)
-                        if self._error_handling == "fail_fast" and not self._stopping:
-                            exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
-                            self._fail(exc, cancel=True)
                     except BaseException as exc:
-                        outcome = ItemError.from_exception(index, exc)
-                        self._fail(exc, cancel=True)
+                        outcome = self._item_failed(index, exc)
                     self._deliver(index, outcome)
                     taken = self._take(dispatcher, busy=True)
         finally:
             backlog.drain()  # this worker's outcomes are handed on before it says it left
             if self._collected is None:
                 self._outbox.put(_WORKER_EXIT)
+
+    def _item_failed(self, index: int, exc: BaseException) -> ItemError:
+        """The item's error slot; ``fail_fast`` (or a KeyboardInterrupt and the like) also
+        stops the run."""
+        outcome = ItemError.from_exception(index, exc)
+        if not isinstance(exc, Exception):
+            self._fail(exc, cancel=True)
+        elif self._error_handling == "fail_fast" and not self._stopping:
+            exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
+            self._fail(exc, cancel=True)
+        return outcome
 
     def _run_hooked(self, expr: Any, index: int, item: Any, backlog: _Backlog) -> None:
         """One item with the hooks around it. A hook failing outside the item (the store
@@ -505,14 +510,8 @@ class Run:
                     outcome = hooks.run_item(context, call)
                 else:
                     outcome = expr(input=item, **self._call_kwargs)
-        except Exception as exc:
-            outcome = ItemError.from_exception(index, exc)
-            if self._error_handling == "fail_fast" and not self._stopping:
-                exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
-                self._fail(exc, cancel=True)
         except BaseException as exc:
-            outcome = ItemError.from_exception(index, exc)
-            self._fail(exc, cancel=True)
+            outcome = self._item_failed(index, exc)
         run.item_finished(context, failed=isinstance(outcome, ItemError))
         pending: list[Future[Any]] = []
         try:
