@@ -47,6 +47,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         if mode == "cost":
             hooks = [Cost({"simulated": (1.0, 2.0)})]
+        elif mode == "noop":
+            from symbatcher.hooks import Hook
+
+            class Noop(Hook):
+                def on_item_done(self, item: Any, outcome: Any) -> None:
+                    return None
+
+            hooks = [Noop()]
         elif mode.startswith("checkpoint"):
             sync = "NORMAL" if mode.endswith("normal") else "FULL"
             hooks = [
@@ -81,7 +89,9 @@ def resume(spec: dict[str, Any]) -> dict[str, Any]:
     expr = _expression()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        dataset_fp, fps = dataset_fingerprint(data)
+        from symbatcher.store.codec import fingerprint
+
+        dataset_fp = dataset_fingerprint(data)
         with SQLiteStore(run_dir) as store:
             store.write_meta(
                 {
@@ -102,8 +112,8 @@ def resume(spec: dict[str, Any]) -> dict[str, Any]:
                 "prompt_tokens, completion_tokens, cost, job, started_at, completed_at) "
                 "VALUES (?, ?, 'succeeded', ?, ?, 1, 10, 10, 0.00003, ?, 0, 0)",
                 (
-                    (i, fps[i], dumps(data[i]), dumps(f"sim({data[i]})"), i // 100)
-                    for i in range(done)
+                    (i, fingerprint(text), text, dumps(f"sim({data[i]})"), i // 100)
+                    for i, text in ((i, dumps(data[i])) for i in range(done))
                 ),
             )
             conn.execute("COMMIT")
@@ -139,7 +149,7 @@ def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--resume", help=argparse.SUPPRESS)
@@ -153,7 +163,7 @@ def main() -> None:
     n = 300 if args.quick else args.n
     repeat = 1 if args.quick else args.repeat
     base = {"n": n, "latency": 0.05, "workers": 100, "batch": 10}
-    modes = ["plain", "cost", "checkpoint", "checkpoint-normal"]
+    modes = ["plain", "noop", "cost", "checkpoint", "checkpoint-normal"]
     best: dict[str, dict[str, float]] = {}
     for _ in range(repeat):
         for mode in modes:

@@ -378,11 +378,8 @@ class Run:
                 taken = self._next_item()
             if taken is None or not isinstance(taken[1], Restored):
                 break
-            index, restored = taken
-            if self.context is not None and self.context.replay_restored:
-                self._deliver(index, restored.outcome, restored=True)
-            elif windowed:
-                self._window.release()
+            index, restored = taken  # only replayed ones come here (see _next_item)
+            self._deliver(index, restored.outcome, restored=True)
         if taken is None:
             if windowed:
                 self._window.release()
@@ -411,37 +408,41 @@ class Run:
                 self._pending += 1
 
     def _next_item(self) -> tuple[int, Any] | None:
-        """Called under the source lock."""
-        if self._stopping or self._exhausted:
-            return None
-        index = self._next_index
-        try:
-            item = next(self._source)
-            if self._indexed:
-                index, item = item
-        except StopIteration:
-            self._exhausted = True
-            return None
-        except Exception as exc:
-            self._exhausted = True
-            error = DatasetError(
-                f"iterating the dataset raised {type(exc).__name__} at item {index}: {exc}"
-            )
-            error.__cause__ = exc
-            self._fail(error, cancel=False)
-            return None
-        self._next_index += 1
-        if self._hooks is not None and self._hooks.restores:
-            assert self.context is not None
+        """Called under the source lock. Items restored from an earlier run come back as
+        ``(index, Restored)``, or are skipped here when their outcomes are not replayed."""
+        restores = self._hooks is not None and self._hooks.restores
+        while not (self._stopping or self._exhausted):
+            index = self._next_index
+            try:
+                item = next(self._source)
+                if self._indexed:
+                    index, item = item
+            except StopIteration:
+                self._exhausted = True
+                return None
+            except Exception as exc:
+                self._exhausted = True
+                error = DatasetError(
+                    f"iterating the dataset raised {type(exc).__name__} at item {index}: {exc}"
+                )
+                error.__cause__ = exc
+                self._fail(error, cancel=False)
+                return None
+            self._next_index += 1
+            if not restores:
+                return index, item
+            assert self._hooks is not None and self.context is not None
             try:
                 restored = self._hooks.restore(ItemContext(index, item, self.context))
             except Exception as exc:  # e.g. the dataset changed under a resumed run
                 self._exhausted = True
                 self._fail(exc, cancel=False)
                 return None
-            if restored is not None:
+            if restored is None:
+                return index, item
+            if self.context.replay_restored:
                 return index, restored
-        return index, item
+        return None
 
     def _work(self, route: RunRoute, number: int) -> None:
         dispatcher = route.dispatcher

@@ -10,6 +10,7 @@ be the ones it started with, unless ``force=True``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,10 +36,13 @@ def encode_input(item: ItemContext) -> str:
     return item.input_json
 
 
-def dataset_fingerprint(dataset: Sequence[Any]) -> tuple[str, list[str]]:
-    """One fingerprint for a whole in-memory dataset, and each item's."""
-    items = [fingerprint(dumps(item)) for item in dataset]
-    return fingerprint("\n".join(items)), items
+def dataset_fingerprint(dataset: Sequence[Any]) -> str:
+    """One fingerprint for a whole in-memory dataset (every item's JSON, in order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for item in dataset:
+        digest.update(dumps(item).encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 class Checkpoint(Hook):
@@ -64,7 +68,7 @@ class Checkpoint(Hook):
         self.force = force
         self.resumed = False
         self._finished: dict[int, tuple[str, str]] = {}
-        self._fingerprints: list[str] | None = None
+        self._verified = False  # the whole dataset matched: no per-item checks needed
         self._replay: Iterator[ItemRecord] | None = None
         self._run: RunContext | None = None
         self._last_finished = -1
@@ -84,10 +88,12 @@ class Checkpoint(Hook):
         dataset_fp: str | None = None
         in_memory = isinstance(run.dataset, Sequence) and not isinstance(run.dataset, str | bytes)
         if in_memory and not run.indexed:
-            dataset_fp, self._fingerprints = dataset_fingerprint(run.dataset)
+            dataset_fp = dataset_fingerprint(run.dataset)
         self.resumed = bool(meta)
+        self._verified = False
         if meta:
             self._check_same(meta, run, dataset_fp)
+            self._verified = dataset_fp is not None and meta.get("dataset") == dataset_fp
         else:
             meta = {
                 "run_id": uuid.uuid4().hex,
@@ -140,13 +146,13 @@ class Checkpoint(Hook):
 
     def restore(self, item: ItemContext) -> Restored | None:
         """Called in dataset order, so stored results are read with one forward cursor."""
-        if self._fingerprints is not None and item.index < len(self._fingerprints):
-            item.fingerprint = self._fingerprints[item.index]
         entry = self._finished.get(item.index)
         if entry is None:
             return None
         status, stored_fp = entry
-        if item.fingerprint is None:
+        if self._verified:
+            item.fingerprint = stored_fp  # the whole dataset matched already
+        elif item.fingerprint is None:
             encode_input(item)
         if stored_fp != item.fingerprint and not self.force:
             raise RunMismatchError(
