@@ -410,7 +410,12 @@ class Run:
     def _next_item(self) -> tuple[int, Any] | None:
         """Called under the source lock. Items restored from an earlier run come back as
         ``(index, Restored)``, or are skipped here when their outcomes are not replayed."""
-        restores = self._hooks is not None and self._hooks.restores
+        restores = (
+            self._hooks is not None
+            and self._hooks.restores
+            and self.context is not None
+            and self.context.restorable
+        )
         while not (self._stopping or self._exhausted):
             index = self._next_index
             try:

@@ -128,6 +128,7 @@ class RunContext:
         self.model = model
         self.items_per_job = items_per_job
         self.replay_restored = replay_restored  # hand restored outcomes to the caller
+        self.restorable = True  # a store hook clears it when there is nothing to restore
         self.indexed = indexed  # the dataset yields (index, item): chosen items of a run
         self.run_id: str | None = None
         self.store: RunStore | None = None

@@ -124,6 +124,7 @@ class Checkpoint(Hook):
             items=totals.finished,
         )
         self._last_finished = max(self._finished, default=-1)
+        run.restorable = bool(self._finished)
         if run.replay_restored and self._finished:
             self._replay = self.store.items((SUCCEEDED,) if self.retry_failed else FINISHED)
 

@@ -88,6 +88,7 @@ _COLUMNS = (
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
+_UNTRACKED: Future[None] = Future()  # what untracked writes return: nobody waits on it
 
 
 class SQLiteStore(RunStore):
@@ -193,11 +194,12 @@ class SQLiteStore(RunStore):
             (
                 "start",
                 (record.index, record.fingerprint, record.input, record.job, record.started_at),
-            )
+            ),
+            track=False,
         )
 
     def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
-        self._submit(("call", (prompt_tokens, completion_tokens, cost, index)))
+        self._submit(("call", (prompt_tokens, completion_tokens, cost, index)), track=False)
 
     def item_finished(self, record: ItemRecord) -> Future[None]:
         row = (
@@ -216,12 +218,15 @@ class SQLiteStore(RunStore):
         """Return once everything submitted so far is committed."""
         self._submit(("flush", None), wait=True)
 
-    def _submit(self, op: tuple[Any, ...], wait: bool = False) -> Future[None]:
-        """Queue a write; its future completes when the commit that holds it is done."""
+    def _submit(self, op: tuple[Any, ...], wait: bool = False, track: bool = True) -> Future[None]:
+        """Queue a write; its future (if tracked) completes with the commit that holds it."""
         if self._failure is not None:
             raise StoreError(f"the run store {self.path} failed: {self._failure}")
         if self._writer is None:
             raise StoreError(f"the run store {self.path} is not open")
+        if not track:
+            self._queue.put((*op, None))
+            return _UNTRACKED
         done: Future[None] = Future()
         self._queue.put((*op, done))
         if wait:
@@ -252,7 +257,7 @@ class SQLiteStore(RunStore):
                 self._write(conn, ops)
 
     def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
-        futures: list[Future[None]] = [op[2] for op in ops]
+        futures: list[Future[None]] = [op[2] for op in ops if op[2] is not None]
         error: BaseException | None = self._failure
         if error is None:
             try:
