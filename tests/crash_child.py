@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from typing import Any
 
 from symbatcher import BatchManager
@@ -49,9 +50,13 @@ def main() -> None:
 
         SQLiteStore._commit = commit  # type: ignore[method-assign]
 
+    lock = threading.Lock()
+
     def report(event: ProgressEvent) -> None:
         if mode == "external":
-            print(f"done {event.done}", flush=True)
+            with lock:  # events come from worker threads; one whole line each
+                sys.stdout.write(f"done {event.done}\n")
+                sys.stdout.flush()
 
     # slower calls when killed from outside, so the kill lands while items are in flight
     latency = (0.01, 0.03) if mode == "external" else (0.001, 0.004)

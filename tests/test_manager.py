@@ -121,3 +121,15 @@ def test_job_limit_keeps_at_most_max_parallel_jobs_active(engine: SimulatedEngin
     )
     assert results.ok and len(results) == 200
     assert limit.most_active <= 2 and peak[0] <= 2
+
+
+def test_progress_events_reach_the_caller_at_the_interval_asked(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    from symbatcher.hooks.progress import ProgressEvent
+
+    events: list[ProgressEvent] = []
+    manager = BatchManager(TestExpression, [f"i{n}" for n in range(30)], state_path=tmp_path / "r")
+    manager.run(print_progress=False, on_progress=events.append, progress_interval=0)
+    assert len(events) == 31  # one per item, and the closing one
+    assert events[-1].done == 30 and events[-1].status == "completed"

@@ -165,7 +165,9 @@ class BatchManager:
             hooks.append(self.retry)
         hooks.append(
             Progress(
-                show=None if print_progress else False, callback=on_progress, description="items"
+                show=None if print_progress else False,
+                callback=on_progress,
+                interval=progress_interval,
             )
         )
         if self.save_results_dir is not None:

@@ -47,11 +47,24 @@ _run_numbers = itertools.count(1)
 class _Backlog:
     """A worker's outcome waiting for hooks' futures (its commit) before it is handed on."""
 
-    __slots__ = ("cond", "count")
+    __slots__ = ("cond", "count", "futures")
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.count = 0
+        self.futures: list[Future[Any]] = []
+
+    def watch(self, future: Future[Any]) -> None:
+        if not self.count or len(self.futures) > 8:
+            self.futures = [f for f in self.futures if not f.done()]
+        self.futures.append(future)
+
+    def hurry(self) -> None:
+        """Ask what this worker waits for to complete now (a store's gathered commit)."""
+        for future in self.futures:
+            expedite = getattr(future, "expedite", None)
+            if expedite is not None and not future.done():
+                expedite()
 
     @property
     def busy(self) -> bool:
@@ -69,6 +82,8 @@ class _Backlog:
             self.cond.notify_all()
 
     def drain(self) -> None:
+        if self.count:
+            self.hurry()
         with self.cond:
             while self.count:
                 self.cond.wait()
@@ -530,8 +545,14 @@ class Run:
             return
         # Handed on once durable; meanwhile this worker goes on. At most one of its
         # outcomes waits at a time, so what a crash can lose stays bounded by the workers.
-        with run.idle() if backlog.busy else contextlib.nullcontext():
+        if backlog.busy:
+            backlog.hurry()
+            with run.idle():
+                backlog.add()
+        else:
             backlog.add()
+        for future in pending:
+            backlog.watch(future)
         waited = pending[0] if len(pending) == 1 else _when_all(pending)
         waited.add_done_callback(lambda done: self._durable(index, outcome, done, backlog))
 

@@ -58,12 +58,15 @@ class Checkpoint(Hook):
         retry_failed: bool = False,
         force: bool = False,
         synchronous: Synchronous = "FULL",
+        commit_interval: float = 0.02,
     ) -> None:
         super().__init__()
         if isinstance(run_dir, RunStore):
             self.store = run_dir
         else:
-            self.store = SQLiteStore(run_dir, synchronous=synchronous)
+            self.store = SQLiteStore(
+                run_dir, synchronous=synchronous, commit_interval=commit_interval
+            )
         self.retry_failed = retry_failed
         self.force = force
         self.resumed = False

@@ -4,8 +4,10 @@ Workers never touch the database. They hand writes to one writer thread, which t
 everything queued, applies it in one transaction and commits once. A finished item's
 record comes with a future that completes with the commit holding it; the run hands the
 outcome to the caller only then (so an outcome the caller sees is on disk), while the
-worker goes on with its next item. Many items share one commit, which is what keeps
-per-item durability cheap. With
+worker goes on with its next item. The writer gathers writes for up to
+``commit_interval`` (20 ms) before it commits, unless someone waits, so that items
+finishing apart still share one commit: a commit costs far more than a row, and that
+sharing is what keeps per-item durability cheap. With
 ``synchronous="FULL"`` (default) each commit is fsync'ed and survives a power cut; with
 ``"NORMAL"`` it survives a killed process but may lose the last commits on power loss.
 """
@@ -89,14 +91,35 @@ _COLUMNS = (
 
 Synchronous = Literal["FULL", "NORMAL"]
 _UNTRACKED: Future[None] = Future()  # what untracked writes return: nobody waits on it
+_URGENT = frozenset({"meta", "flush", "now"})
+
+
+class Durable(Future[None]):
+    """Completes when the write is committed; ``expedite()`` asks for the commit now."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def expedite(self) -> None:
+        self._store.expedite()
 
 
 class SQLiteStore(RunStore):
     """Run state in ``<directory>/state.sqlite``, locked to one process at a time."""
 
-    def __init__(self, directory: str | Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        commit_interval: float = 0.02,
+    ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        if commit_interval < 0:
+            raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval!r}")
+        self.commit_interval = commit_interval
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILE
         self.location = str(self.path)
@@ -227,24 +250,40 @@ class SQLiteStore(RunStore):
         if not track:
             self._queue.put((*op, None))
             return _UNTRACKED
-        done: Future[None] = Future()
+        done = Durable(self)
         self._queue.put((*op, done))
         if wait:
             done.result()
         return done
 
     def _write_loop(self) -> None:
+        """Commit what is queued, gathering for up to ``commit_interval`` after the first
+        write so that items finishing apart still share a commit; writes someone waits on
+        (meta, flush, a worker that needs its earlier item durable) commit at once."""
         conn = self._conn
         assert conn is not None
         stopping = False
         while not stopping:
             first = self._queue.get()
-            ops: list[tuple[Any, ...]] = []
             if first is None:
-                stopping = True
-            else:
-                ops.append(first)
-            while True:  # take everything queued: one commit for all of it
+                break
+            ops: list[tuple[Any, ...]] = [first]
+            deadline = time.monotonic() + self.commit_interval
+            urgent = first[0] in _URGENT
+            while not urgent:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    more = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                ops.append(more)
+                urgent = more[0] in _URGENT
+            while True:  # and whatever else is queued: one commit for all of it
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -253,8 +292,12 @@ class SQLiteStore(RunStore):
                     stopping = True
                 else:
                     ops.append(more)
-            if ops:
-                self._write(conn, ops)
+            self._write(conn, ops)
+
+    def expedite(self) -> None:
+        """Commit what is queued now rather than at the end of the gathering interval."""
+        if self._writer is not None:
+            self._queue.put(("now", None, None))
 
     def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
         futures: list[Future[None]] = [op[2] for op in ops if op[2] is not None]
