@@ -120,6 +120,7 @@ class SQLiteStore(RunStore):
         if commit_interval < 0:
             raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval!r}")
         self.commit_interval = commit_interval
+        self._wake = threading.Event()  # cuts the writer's gathering short
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILE
         self.location = str(self.path)
@@ -174,6 +175,7 @@ class SQLiteStore(RunStore):
         try:
             if self._writer is not None:
                 self._queue.put(None)
+                self._wake.set()
                 self._writer.join()
                 self._writer = None
             self._conn.close()
@@ -252,14 +254,18 @@ class SQLiteStore(RunStore):
             return _UNTRACKED
         done = Durable(self)
         self._queue.put((*op, done))
+        if op[0] in _URGENT:
+            self._wake.set()
         if wait:
             done.result()
         return done
 
     def _write_loop(self) -> None:
         """Commit what is queued, gathering for up to ``commit_interval`` after the first
-        write so that items finishing apart still share a commit; writes someone waits on
-        (meta, flush, a worker that needs its earlier item durable) commit at once."""
+        write so that items finishing apart still share a commit. The writer sleeps through
+        the interval (ordinary writes do not wake it: one wake-up per commit, not per
+        write); writes someone waits on (meta, flush, a worker that needs its earlier item
+        durable) and closing wake it at once."""
         conn = self._conn
         assert conn is not None
         stopping = False
@@ -267,23 +273,11 @@ class SQLiteStore(RunStore):
             first = self._queue.get()
             if first is None:
                 break
+            if first[0] not in _URGENT and self.commit_interval > 0:
+                self._wake.wait(self.commit_interval)
+            self._wake.clear()
             ops: list[tuple[Any, ...]] = [first]
-            deadline = time.monotonic() + self.commit_interval
-            urgent = first[0] in _URGENT
-            while not urgent:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    more = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                ops.append(more)
-                urgent = more[0] in _URGENT
-            while True:  # and whatever else is queued: one commit for all of it
+            while True:  # everything queued: one commit for all of it
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -298,6 +292,7 @@ class SQLiteStore(RunStore):
         """Commit what is queued now rather than at the end of the gathering interval."""
         if self._writer is not None:
             self._queue.put(("now", None, None))
+            self._wake.set()
 
     def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
         futures: list[Future[None]] = [op[2] for op in ops if op[2] is not None]
