@@ -291,22 +291,15 @@ class Run:
         """
         self._collected = {}
         self.start()
-        try:
+        with self._closing():
             for thread in self._threads:
                 thread.join()
-        except BaseException:
-            self._interrupted = True
-            raise
-        finally:
-            self.close()
-        if self._failure is not None:
-            raise self._failure
         return self._collected
 
     def outcomes(self) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, value or ItemError)`` as items finish; the run closes at the end."""
         self.start()
-        try:
+        with self._closing():
             running = len(self._threads)
             while running:
                 message = self._outbox.get()
@@ -321,6 +314,13 @@ class Run:
                 if self._failure is not None and self._error_handling == "fail_fast":
                     break
                 yield index, outcome
+
+    @contextlib.contextmanager
+    def _closing(self) -> Iterator[None]:
+        """The one way out of a run: it closes whatever happened; Ctrl-C marks it
+        interrupted; a run that failed raises its first failure afterwards."""
+        try:
+            yield
         except KeyboardInterrupt:
             self._interrupted = True
             raise
