@@ -77,6 +77,8 @@ def test_another_dataset_or_expression_is_refused_unless_forced(
     forced = _run(tmp_path / "run", [*data[:4], "changed"], force=True)
     assert "changed" in forced[4]  # type: ignore[index]
     assert engine.call_count == 6
+    again = _run(tmp_path / "run", [*data[:4], "changed"])  # forced once, then it is the run's
+    assert again.stats.restored == 5 and engine.call_count == 6  # type: ignore[attr-defined]
 
 
 def test_a_changed_generator_is_caught_at_the_first_changed_item(

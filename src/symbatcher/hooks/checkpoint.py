@@ -97,6 +97,10 @@ class Checkpoint(Hook):
         if meta:
             self._check_same(meta, run, dataset_fp)
             self._verified = dataset_fp is not None and meta.get("dataset") == dataset_fp
+            if self.force:  # forced on: from now on the run is of this expression and data
+                meta["expression"] = run.expression_fingerprint
+                if dataset_fp is not None:
+                    meta["dataset"] = dataset_fp
         else:
             meta = {
                 "run_id": uuid.uuid4().hex,
