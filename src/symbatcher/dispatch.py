@@ -55,6 +55,13 @@ class _Call:
         self.event.set()
 
 
+def _answer(outcome: Outcome) -> Answer:
+    """A call's answer, or its error raised in the calling worker."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 class _Lane:
     """The waiting calls for one engine."""
 
@@ -145,10 +152,7 @@ class Dispatcher:
         if call is None:
             if executor.caller_runs:
                 return executor.call_one(argument)
-            (answer,) = executor.call_batch([argument])
-            if isinstance(answer, BaseException):
-                raise answer
-            return answer
+            return _answer(executor.call_batch([argument])[0])
         if not settled:
             self._await_release(call)
         if call.role == _EXECUTE:
@@ -160,11 +164,8 @@ class Dispatcher:
         if call.role == _LEAD:
             assert call.batch is not None
             self._lead(call.batch)
-        outcome = call.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert outcome is not None
-        return outcome
+        assert call.outcome is not None
+        return _answer(call.outcome)
 
     def _await_release(self, call: _Call) -> None:
         """Sleep until the call is to run, lead, or is answered.

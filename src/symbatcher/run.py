@@ -45,48 +45,44 @@ _run_numbers = itertools.count(1)
 
 
 class _Backlog:
-    """A worker's outcome waiting for hooks' futures (its commit) before it is handed on."""
+    """A worker's one outcome waiting for hooks' futures (its commit) before it is handed
+    on: the worker goes on meanwhile, but waits before it leaves one more behind."""
 
-    __slots__ = ("cond", "count", "futures")
+    __slots__ = ("cond", "waiting")
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
-        self.count = 0
-        self.futures: list[Future[Any]] = []
+        self.waiting: list[Future[Any]] | None = None  # the outstanding outcome's futures
 
-    def watch(self, future: Future[Any]) -> None:
-        if not self.count or len(self.futures) > 8:
-            self.futures = [f for f in self.futures if not f.done()]
-        self.futures.append(future)
-
-    def hurry(self) -> None:
-        """Ask what this worker waits for to complete now (a store's gathered commit)."""
-        for future in self.futures:
-            expedite = getattr(future, "expedite", None)
-            if expedite is not None and not future.done():
-                expedite()
-
-    @property
-    def busy(self) -> bool:
-        return self.count > 0
-
-    def add(self) -> None:
-        with self.cond:
-            while self.count:
-                self.cond.wait()
-            self.count += 1
+    def add(self, futures: list[Future[Any]], idle: Callable[[], Any]) -> None:
+        """Wait until the previous outcome was handed on (marked idle meanwhile), then
+        hold this one's futures."""
+        if self.waiting is not None:
+            self.hurry()
+            with idle(), self.cond:
+                while self.waiting is not None:
+                    self.cond.wait()
+        self.waiting = futures
 
     def done(self) -> None:
         with self.cond:
-            self.count -= 1
+            self.waiting = None
             self.cond.notify_all()
 
     def drain(self) -> None:
-        if self.count:
+        if self.waiting is not None:
             self.hurry()
         with self.cond:
-            while self.count:
+            while self.waiting is not None:
                 self.cond.wait()
+
+    def hurry(self) -> None:
+        """Ask what the outstanding outcome waits for to complete now (a store's gathered
+        commit); a future offers that with an ``expedite()`` method."""
+        for future in self.waiting or ():
+            expedite = getattr(future, "expedite", None)
+            if expedite is not None and not future.done():
+                expedite()
 
 
 def _when_all(futures: list[Future[Any]]) -> Future[Any]:
@@ -545,14 +541,7 @@ class Run:
             return
         # Handed on once durable; meanwhile this worker goes on. At most one of its
         # outcomes waits at a time, so what a crash can lose stays bounded by the workers.
-        if backlog.busy:
-            backlog.hurry()
-            with run.idle():
-                backlog.add()
-        else:
-            backlog.add()
-        for future in pending:
-            backlog.watch(future)
+        backlog.add(pending, run.idle)
         waited = pending[0] if len(pending) == 1 else _when_all(pending)
         waited.add_done_callback(lambda done: self._durable(index, outcome, done, backlog))
 

@@ -136,7 +136,6 @@ class RunContext:
         self.strict_pricing = False  # a budget needs every call priced
         self.status = "running"
         self.stop_reason: str | None = None
-        self.started_at = time.time()
         self._lock = threading.Lock()
         self._stopped = threading.Event()  # no new items
         self._cancelled = threading.Event()  # and nothing more to wait for
@@ -151,7 +150,6 @@ class RunContext:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.spent = 0.0  # cost of finished items and of calls made by items in flight
-        self.prior_spent = 0.0
         self.finished_item_cost = 0.0
         self.finished_items = 0
 
@@ -193,7 +191,6 @@ class RunContext:
             self.done += succeeded + failed
             self.succeeded += succeeded
             self.failed += failed
-            self.prior_spent = spent
             self.spent += spent
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
@@ -296,7 +293,7 @@ class Hook(Expression):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class Restored:
-    """An item's outcome known from an earlier run: a value, or an ItemError."""
+    """An item's outcome known from an earlier run: a value, or an ItemError (None when the
+    run does not replay restored outcomes to its caller)."""
 
     outcome: Any
-    failed: bool = False

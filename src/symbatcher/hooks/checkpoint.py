@@ -73,7 +73,6 @@ class Checkpoint(Hook):
         self._finished: dict[int, tuple[str, str]] = {}
         self._verified = False  # the whole dataset matched: no per-item checks needed
         self._replay: Iterator[ItemRecord] | None = None
-        self._run: RunContext | None = None
         self._last_finished = -1
 
     # ---------------------------------------------------------------- the run
@@ -86,7 +85,6 @@ class Checkpoint(Hook):
             raise
 
     def _begin(self, run: RunContext) -> None:
-        self._run = run
         meta = self.store.read_meta()
         dataset_fp: str | None = None
         in_memory = isinstance(run.dataset, Sequence) and not isinstance(run.dataset, str | bytes)
@@ -157,7 +155,7 @@ class Checkpoint(Hook):
         entry = self._finished.get(item.index)
         if entry is None:
             return None
-        status, stored_fp = entry
+        _, stored_fp = entry
         if self._verified:
             item.fingerprint = stored_fp  # the whole dataset matched already
         elif item.fingerprint is None:
@@ -170,10 +168,9 @@ class Checkpoint(Hook):
             )
         if stored_fp != item.fingerprint:
             return None  # forced: run the changed item again
-        failed = status == FAILED
         replay = self._replay
         if replay is None:
-            return Restored(None, failed=failed)
+            return Restored(None)
         if item.index >= self._last_finished:
             self._replay = None  # the last one: let go of the read snapshot
         outcome = None
@@ -184,7 +181,7 @@ class Checkpoint(Hook):
                 break
         if self._replay is None:
             replay.close()  # type: ignore[attr-defined]
-        return Restored(outcome, failed=failed)
+        return Restored(outcome)
 
     def on_item_start(self, item: ItemContext) -> None:
         text = encode_input(item)

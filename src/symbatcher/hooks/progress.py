@@ -60,12 +60,10 @@ class Progress(Hook):
         self._bar: Any = None
         self._lock = threading.Lock()
         self._last_emit = 0.0
-        self._run: RunContext | None = None
         self._start_done = 0
         self._started = 0.0
 
     def on_start(self, run: RunContext) -> None:
-        self._run = run
         self._started = time.monotonic()
         self._start_done = run.done
         stream = self.file if self.file is not None else sys.stderr

@@ -91,7 +91,7 @@ _COLUMNS = (
 
 Synchronous = Literal["FULL", "NORMAL"]
 _UNTRACKED: Future[None] = Future()  # what untracked writes return: nobody waits on it
-_URGENT = frozenset({"meta", "flush", "now"})
+_URGENT = frozenset({"meta", "now"})
 
 
 class Durable(Future[None]):
@@ -239,10 +239,6 @@ class SQLiteStore(RunStore):
         )
         return self._submit(("finish", row))
 
-    def flush(self) -> None:
-        """Return once everything submitted so far is committed."""
-        self._submit(("flush", None), wait=True)
-
     def _submit(self, op: tuple[Any, ...], wait: bool = False, track: bool = True) -> Future[None]:
         """Queue a write; its future (if tracked) completes with the commit that holds it."""
         if self._failure is not None:
@@ -264,7 +260,7 @@ class SQLiteStore(RunStore):
         """Commit what is queued, gathering for up to ``commit_interval`` after the first
         write so that items finishing apart still share a commit. The writer sleeps through
         the interval (ordinary writes do not wake it: one wake-up per commit, not per
-        write); writes someone waits on (meta, flush, a worker that needs its earlier item
+        write); writes someone waits on (meta, a worker that needs its earlier item
         durable) and closing wake it at once."""
         conn = self._conn
         assert conn is not None
