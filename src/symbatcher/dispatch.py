@@ -9,15 +9,16 @@ lost, so the wait is kept to a small share of what the engine costs anyway. Call
 plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
 the batches out at the engine; a finished batch lets the next one go.
 
-Nothing polls and no thread of its own runs here: each caller sleeps on its own event.
+Nothing polls and no thread of its own runs here: each caller sleeps on its own signal.
 The call at the head of a lane sleeps with its linger deadline as the timeout, and when it
 passes releases the batch itself and leads it; a caller whose call completes a batch leads
 it too. Members of a batch led by someone else sleep untimed until their answer is set, so
-a thread wakes once per call in the common case. Every role change (and every signal but
-the final answer's) happens under the dispatcher's lock, which is what lets a sleeper read
-its role and clear its event without losing a wake-up; a woken sleeper whose role is final
-(run, lead, answered) goes on without the lock, so a batch's members do not queue on it
-behind their leader.
+a thread wakes once per call in the common case. Every role change but the final answer
+happens under the dispatcher's lock, and every role is set before its signal, which is what
+lets a sleeper read its role without losing a wake-up (a spurious one only costs a look at
+the role). A woken sleeper whose role is final (run, lead, answered) goes on without the
+lock, so a batch's members do not queue on it behind their leader; the leader hands out
+answers without it too, unless an in-flight cap waits on the batch count.
 
 All coordination state lives in the :class:`Dispatcher` instance, one per run.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+from _thread import allocate_lock
 from collections import deque
 from typing import Any
 
@@ -37,13 +39,42 @@ from symbatcher.executors import Answer, Executor, Outcome, exception_for_member
 _WAIT, _SENT, _EXECUTE, _LEAD, _DONE = range(5)
 
 
+class _Signal:
+    """A one-slot wake-up for one sleeping thread: a raw lock held while nothing is pending.
+
+    ``threading.Event`` costs a condition, a fresh waiter lock per wait and a re-acquire
+    of the condition's lock on waking, in Python code, under the GIL; with hundreds of
+    workers those round trips were a measurable share of CPU per call. A raw lock does the
+    same job in C: ``set`` releases it (a no-op when a wake-up is already pending), and a
+    successful ``wait`` takes it again, which consumes the wake-up.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:  # noqa: SIM105 (a hot path: suppress() costs a context manager)
+            self._lock.release()
+        except RuntimeError:
+            pass  # a wake-up is pending already
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until set (True, the wake-up is consumed) or the timeout passes (False)."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(True, timeout)
+
+
 class _Call:
-    __slots__ = ("argument", "batch", "deadline", "event", "outcome", "role", "timed")
+    __slots__ = ("argument", "batch", "deadline", "outcome", "role", "signal", "timed")
 
     def __init__(self, argument: Any, deadline: float) -> None:
         self.argument = argument
         self.deadline = deadline
-        self.event = threading.Event()
+        self.signal = _Signal()
         self.role = _WAIT
         self.timed = False  # whether its thread sleeps with the linger deadline as timeout
         self.batch: _Batch | None = None
@@ -52,7 +83,7 @@ class _Call:
     def finish(self, outcome: Outcome) -> None:
         self.outcome = outcome
         self.role = _DONE
-        self.event.set()
+        self.signal.set()
 
 
 def _answer(outcome: Outcome) -> Answer:
@@ -175,13 +206,12 @@ class Dispatcher:
         """
         while True:
             timeout = max(0.0, call.deadline - time.monotonic()) if call.timed else None
-            signalled = call.event.wait(timeout)
+            signalled = call.signal.wait(timeout)
             if call.role in (_EXECUTE, _LEAD, _DONE):
                 return  # final roles never change back: no need to take the lock to read one
             with self._lock:
                 if call.role in (_EXECUTE, _LEAD, _DONE):
                     return
-                call.event.clear()
                 if call.role == _SENT or signalled:
                     call.timed = call.role == _WAIT
                     continue
@@ -216,7 +246,7 @@ class Dispatcher:
             if lane.waiting and not lane.waiting[0].timed:
                 head = lane.waiting[0]
                 head.timed = True
-                head.event.set()  # the new head times the lane's linger
+                head.signal.set()  # the new head times the lane's linger
 
     def _ready_lane(self) -> _Lane | None:
         """A lane whose head may go now, by the release rules.
@@ -247,13 +277,15 @@ class Dispatcher:
         self.max_batch = max(self.max_batch, size)
 
     def _launch(self, batch: _Batch, caller: _Call | None) -> None:
-        self._inflight += 1
+        if self.max_inflight_batches is not None:
+            self._inflight += 1  # counted only where a cap reads it
         self._count_batch(len(batch.calls))
         if batch.executor.caller_runs:
             for call in batch.calls:
                 call.batch = batch
                 call.role = _EXECUTE
-                call.event.set()
+                if call is not caller:
+                    call.signal.set()
             return
         leader = batch.calls[0]
         if caller is not None and any(c is caller for c in batch.calls):
@@ -262,7 +294,8 @@ class Dispatcher:
             call.role = _SENT
         leader.batch = batch
         leader.role = _LEAD
-        leader.event.set()
+        if leader is not caller:  # the caller is awake already
+            leader.signal.set()
 
     def _lead(self, batch: _Batch) -> None:
         """Run a list-taking engine on the whole batch and hand each member its outcome."""
@@ -271,15 +304,21 @@ class Dispatcher:
             outcomes = batch.executor.call_batch([c.argument for c in batch.calls])
         except BaseException as exc:  # every member must wake, whatever happened
             outcomes = [exc, *(exception_for_member(exc) for _ in batch.calls[1:])]
-        with self._lock:
-            for call, outcome in zip(batch.calls, outcomes, strict=True):
-                call.outcome = outcome
-                call.role = _DONE
-            self._batch_done(batch)
-        # Signalled outside the lock (shorter hold): a final role never changes back and no
-        # one clears the event of a call whose role is final, so no wake-up can be lost.
+        # Answered outside the lock: a final role never changes back and no one but this
+        # thread touches a sent call, so a sleeper that wakes for any reason sees its answer,
+        # and no wake-up can be lost. The lock is taken only where a cap waits on the count;
+        # without one, the round trip per batch cost more than it protects (a lost update of
+        # the latency average is harmless).
+        for call, outcome in zip(batch.calls, outcomes, strict=True):
+            call.outcome = outcome
+            call.role = _DONE
+        if self.max_inflight_batches is None:
+            batch.lane.observe(time.monotonic() - batch.sent_at)
+        else:
+            with self._lock:
+                self._batch_done(batch)
         for call in batch.calls:
-            call.event.set()
+            call.signal.set()
 
     def _member_done(self, batch: _Batch) -> None:
         with self._lock:
@@ -289,8 +328,8 @@ class Dispatcher:
 
     def _batch_done(self, batch: _Batch) -> None:
         batch.lane.observe(time.monotonic() - batch.sent_at)
-        self._inflight -= 1
         if self.max_inflight_batches is not None:
+            self._inflight -= 1
             self._release()  # a call held back by the cap may go now (nothing else changed)
 
     # ----------------------------------------------------------------- shutdown
