@@ -15,20 +15,23 @@ from symbatcher.errors import (
 from symbatcher.hooks import (
     Backoff,
     Budget,
+    CallRetry,
     Checkpoint,
     Cost,
     Hook,
     Progress,
     ProgressEvent,
+    RateLimit,
     Retry,
     SaveResults,
 )
+from symbatcher.local import local_engine
 from symbatcher.manager import BatchManager, ManagerStats
 from symbatcher.results import ItemError, ItemPending, RunResults, RunStats
 from symbatcher.scheduler import BatchScheduler, RunStream
 from symbatcher.store import load_snapshot
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Backoff",
@@ -36,6 +39,7 @@ __all__ = [
     "BatchProtocolError",
     "BatchScheduler",
     "Budget",
+    "CallRetry",
     "Checkpoint",
     "Cost",
     "DatasetError",
@@ -47,6 +51,7 @@ __all__ = [
     "ManagerStats",
     "Progress",
     "ProgressEvent",
+    "RateLimit",
     "Retry",
     "RunCancelledError",
     "RunLockedError",
@@ -60,4 +65,5 @@ __all__ = [
     "SymbatcherError",
     "__version__",
     "load_snapshot",
+    "local_engine",
 ]

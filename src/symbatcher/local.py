@@ -48,12 +48,18 @@ def local_engine(
             from symai.backend.engines.neurosymbolic.vllm.engine import VLLMEngine
 
             return VLLMEngine(
-                api_key=api_key, model="vllm", client_timeout=timeout, client_max_retries=max_retries
+                api_key=api_key,
+                model="vllm",
+                client_timeout=timeout,
+                client_max_retries=max_retries,
             )
         from symai.backend.engines.neurosymbolic.llama_cpp.engine import LlamaCppEngine
 
         return LlamaCppEngine(
-            api_key=api_key, model="llamacpp", client_timeout=timeout, client_max_retries=max_retries
+            api_key=api_key,
+            model="llamacpp",
+            client_timeout=timeout,
+            client_max_retries=max_retries,
         )
     finally:
         for key in _SERVER_KEYS:

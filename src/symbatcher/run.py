@@ -234,7 +234,7 @@ class Run:
                 linger_fraction=self._linger_fraction,
             )
             if self._hooks is not None:
-                self._start_hooks(self._dispatcher)
+                self._start_hooks(self._dispatcher, {n: b.engine for n, b in bindings.items()})
             route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
             for number in range(self._num_workers):
                 thread = threading.Thread(
@@ -249,7 +249,7 @@ class Run:
             self.close()
             raise
 
-    def _start_hooks(self, dispatcher: Dispatcher) -> None:
+    def _start_hooks(self, dispatcher: Dispatcher, engines: dict[str, Any]) -> None:
         assert self._hooks is not None
 
         @contextlib.contextmanager
@@ -275,6 +275,7 @@ class Run:
             model=args.pop("model", None),
             items_per_job=args.pop("items_per_job", None),
             indexed=self._indexed,
+            engines=engines,
         )
         self._hooks.on_start(self.context)
         self._hooks_started = True

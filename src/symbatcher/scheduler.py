@@ -37,6 +37,11 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     Run options live here rather than in :meth:`forward`, whose extra keyword arguments
     all go to the expression. ``hooks`` layer further concerns on every run, e.g.
     ``[Checkpoint("runs/x"), Budget(5.0), Progress(), Retry(attempts=4)]``.
+
+    With ``http_defaults`` (on), a run whose engines talk HTTP (symai's provider engines)
+    also gets :class:`CallRetry` and ``RateLimit.from_env()`` unless ``hooks`` has them:
+    failed requests are retried per call, limits from the environment are kept, and 429s
+    slow the run down to what the provider admits.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         window: int | None = None,
         error_handling: ErrorHandling = "continue",
         hooks: Iterable[Hook] = (),
+        http_defaults: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +81,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self._sb_max_inflight = max_inflight_batches
         self._sb_window = window
         self._sb_error_handling: ErrorHandling = error_handling
+        self._sb_http_defaults = http_defaults
         self._sb_last: Run | None = None
 
     # ---------------------------------------------------------------- public API
@@ -130,6 +137,20 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         run = self._new_run(expr, dataset, num_workers, batch_size, kwargs, run_context, indexed)
         return RunStream(run)
 
+    def _http_hooks(self) -> list[Hook]:
+        """The call policies a run against HTTP engines gets unless it brings its own."""
+        if not self._sb_http_defaults or not any(map(_talks_http, self._sb_engines)):
+            return []
+        from symbatcher.hooks.rate_limit import RateLimit
+        from symbatcher.hooks.retry import CallRetry
+
+        extra: list[Hook] = []
+        if not any(isinstance(h, CallRetry) for h in self._sb_hooks):
+            extra.append(CallRetry())
+        if not any(isinstance(h, RateLimit) for h in self._sb_hooks):
+            extra.append(RateLimit.from_env())
+        return extra
+
     @property
     def stats(self) -> RunStats:
         """Figures of the latest run started by this scheduler (live while it runs)."""
@@ -157,7 +178,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"got {type(dataset).__name__}"
             )
         make, setup = _expression_factory(expr, kwargs)
-        chain = HookChain(self._sb_hooks)
+        chain = HookChain([*self._sb_hooks, *self._http_hooks()])
         context = {**run_context, "expression_fingerprint": expression_fingerprint(expr, kwargs)}
         run = Run(
             make,
@@ -295,6 +316,19 @@ def _init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
     }
     return {k: v for k, v in kwargs.items() if k in named}
+
+
+def _talks_http(name: str) -> bool:
+    """Whether the engine registered as ``name`` is one of symai's HTTP provider engines
+    (they take ``client_max_retries``); an engine that cannot be built says no here and
+    raises its clear error when the run binds it."""
+    from symai.functional import EngineRepository
+
+    try:
+        engine = EngineRepository.get(name)
+    except Exception:
+        return False
+    return hasattr(engine, "client_max_retries") and hasattr(engine, "transport_client")
 
 
 def _positive_int(name: str, value: object) -> None:

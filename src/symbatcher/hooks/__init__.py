@@ -5,7 +5,15 @@ from symbatcher.hooks.budget import BUDGET_REACHED, Budget
 from symbatcher.hooks.checkpoint import Checkpoint
 from symbatcher.hooks.cost import Cost, PricingError
 from symbatcher.hooks.progress import Progress, ProgressEvent
-from symbatcher.hooks.retry import Backoff, Retry, is_transient, retry_after
+from symbatcher.hooks.rate_limit import RateLimit
+from symbatcher.hooks.retry import (
+    Backoff,
+    CallRetry,
+    Retry,
+    is_rate_limit,
+    is_transient,
+    retry_after,
+)
 from symbatcher.hooks.save_results import SaveResults
 
 __all__ = [
@@ -14,6 +22,7 @@ __all__ = [
     "Budget",
     "CallContext",
     "CallRecord",
+    "CallRetry",
     "Checkpoint",
     "Cost",
     "Hook",
@@ -21,10 +30,12 @@ __all__ = [
     "PricingError",
     "Progress",
     "ProgressEvent",
+    "RateLimit",
     "Restored",
     "Retry",
     "RunContext",
     "SaveResults",
+    "is_rate_limit",
     "is_transient",
     "retry_after",
 ]

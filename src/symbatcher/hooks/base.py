@@ -120,6 +120,7 @@ class RunContext:
         items_per_job: int | None = None,
         replay_restored: bool = True,
         indexed: bool = False,
+        engines: dict[str, Any] | None = None,
     ) -> None:
         self.expression_fingerprint = expression_fingerprint
         self.dataset = dataset
@@ -130,6 +131,7 @@ class RunContext:
         self.replay_restored = replay_restored  # hand restored outcomes to the caller
         self.restorable = True  # a store hook clears it when there is nothing to restore
         self.indexed = indexed  # the dataset yields (index, item): chosen items of a run
+        self.engines = engines or {}  # the real engines the run binds, by name
         self.run_id: str | None = None
         self.store: RunStore | None = None
         self.max_cost: float | None = None
@@ -221,6 +223,11 @@ class RunContext:
 
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    @property
+    def cancelled_event(self) -> threading.Event:
+        """Set when the run is cancelled; for hooks that block on something else too."""
+        return self._cancelled
 
     def wait(self, seconds: float) -> bool:
         with self.idle():

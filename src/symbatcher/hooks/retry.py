@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from symbatcher.errors import SymbatcherError
-from symbatcher.hooks.base import Hook, ItemContext
+from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 529})
 
@@ -130,3 +130,124 @@ class Retry(Hook):
         if asked is not None:
             wait = max(wait, asked)
         return min(wait, self.max_wait)
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """A 429: the provider asks us to slow down (symai's ``EngineRateLimitError``)."""
+    return any(getattr(error, "status_code", None) == 429 for error in _chain(exc))
+
+
+class _TransportRetries:
+    """symai's transport retries each HTTP request itself (twice, asleep in the worker).
+    While a run retries calls, those retries are turned off on its engines, once however
+    many runs share an engine, and put back when the last such run ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, tuple[Any, Any, int]] = {}
+
+    def quiet(self, engine: Any) -> None:
+        if not hasattr(engine, "client_max_retries"):
+            return
+        with self._lock:
+            held = self._held.get(id(engine))
+            if held is None:
+                self._held[id(engine)] = (engine, engine.client_max_retries, 1)
+                engine.client_max_retries = 0
+            else:
+                self._held[id(engine)] = (held[0], held[1], held[2] + 1)
+
+    def restore(self, engine: Any) -> None:
+        with self._lock:
+            held = self._held.get(id(engine))
+            if held is None:
+                return
+            if held[2] > 1:
+                self._held[id(engine)] = (held[0], held[1], held[2] - 1)
+                return
+            del self._held[id(engine)]
+            engine.client_max_retries = held[1]
+
+
+transport_retries = _TransportRetries()
+
+
+class CallRetry(Hook):
+    """Up to ``attempts`` tries of one engine call on transient errors (5xx, timeouts,
+    dropped connections), so an item's earlier calls are not made again; 429s get up to
+    ``rate_limited`` further tries, each after at least the ``Retry-After`` the server
+    asked for (being told to wait is not a failure).
+
+    It takes over from symai's transport, whose own retries are off for the run's engines
+    while it runs: one retry policy, and a waiting worker counts as idle (batches do not
+    wait for it) instead of sleeping unseen inside the transport.
+    """
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        *,
+        rate_limited: int = 20,
+        backoff: Backoff | None = None,
+        retry_on: Callable[[BaseException], bool] = is_transient,
+        max_wait: float = 60.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("attempts", attempts), ("rate_limited", rate_limited + 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.attempts = attempts
+        self.rate_limited = rate_limited
+        self.backoff = backoff or Backoff(initial=0.25, maximum=8.0)
+        self.retry_on = retry_on
+        self.max_wait = max_wait
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.retries = 0
+        self.rate_limit_retries = 0
+        self._engines: list[Any] = []
+        self._run: RunContext | None = None
+
+    def on_start(self, run: RunContext) -> None:
+        self._run = run
+        self._engines = list(run.engines.values())
+        for engine in self._engines:
+            transport_retries.quiet(engine)
+
+    def on_end(self, run: RunContext) -> None:
+        for engine in self._engines:
+            transport_retries.restore(engine)
+        self._engines = []
+
+    def around_call(self, call: CallContext, proceed: Callable[[], Any]) -> Any:
+        failures = limited = 0
+        while True:
+            try:
+                return proceed()
+            except Exception as exc:
+                throttled = is_rate_limit(exc)
+                if throttled:
+                    limited += 1
+                    give_up = limited > self.rate_limited
+                else:
+                    failures += 1
+                    give_up = failures >= self.attempts or not self.retry_on(exc)
+                if give_up:
+                    if failures + limited > 1:
+                        exc.add_note(
+                            f"symbatcher: call gave up after {failures + limited} tries "
+                            f"({limited} rate-limited)"
+                        )
+                    raise
+                with self._lock:
+                    wait = self.backoff.delay(limited if throttled else failures, self._rng)
+                    if throttled:
+                        self.rate_limit_retries += 1
+                    else:
+                        self.retries += 1
+                asked = retry_after(exc)
+                if asked is not None:
+                    wait = max(wait, asked)
+                if self._run is not None and not self._run.wait(min(wait, self.max_wait)):
+                    raise
