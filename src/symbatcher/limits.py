@@ -30,6 +30,7 @@ class Pace:
         self.per_minute = float(per_minute)
         self.burst = burst
         self._tat = 0.0  # theoretical arrival time: when the bucket would be empty again
+        self._not_before = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -41,7 +42,8 @@ class Pace:
         now = time.monotonic() if now is None else now
         with self._lock:
             increment = amount / self.rate
-            go = max(now, self._tat + increment - self.burst)
+            # room for at least this one call, however small the burst
+            go = max(now, self._not_before, self._tat + increment - max(self.burst, increment))
             self._tat = max(self._tat, go) + increment
             return go - now
 
@@ -51,7 +53,7 @@ class Pace:
 
     def hold(self, until: float) -> None:
         with self._lock:
-            self._tat = max(self._tat, until + self.burst)
+            self._not_before = max(self._not_before, until)
 
     def set_rate(self, per_minute: float, now: float | None = None) -> None:
         """A new rate; calls booked ahead keep their order, their waits rescaled to it."""
@@ -64,25 +66,29 @@ class Pace:
 
 
 class LearnedRate:
-    """A rate limit learned from 429s: cut to ``decrease`` x the rate that got through,
-    then probe upwards by ``increase`` (a fraction of the rate) per second, so the run
-    settles just below the provider's limit and follows it if it changes.
+    """A rate limit learned from 429s, so a run settles just below a limit nobody told it.
 
-    Until the first 429 nothing is paced. One burst of 429s (calls that were in flight
-    together) counts as one signal: a cut happens at most once per ``cooldown`` seconds.
-    The rate that got through is measured over at least ``min_span`` seconds, so the first
-    answers after a start do not read as a rate; a 429 before any call got through sets
-    no rate (there is nothing to measure yet). ``Retry-After`` is honoured by the call that
-    got it (:class:`~symbatcher.hooks.retry.CallRetry`); the others follow the pace.
+    The first 429 sets the pace to ``decrease`` x the rate that got through (over the
+    last ``window`` seconds); every later one cuts the pace itself by ``decrease``
+    (multiplicative decrease: a measured rate is inflated by the provider's burst
+    allowance, a pace is not). Between cuts the pace probes upwards by ``increase`` of
+    itself per second, and only while it is what holds calls back (a pace nobody reaches
+    proves nothing). A limit that moves is followed both ways.
+
+    Until the first 429 nothing is paced; a 429 before any call got through sets nothing
+    (there is no rate to measure yet). One burst of 429s is one signal: only a call sent
+    after the last cut, and at least ``cooldown`` seconds after it, can cut again.
+    ``Retry-After`` is honoured by the call that got it
+    (:class:`~symbatcher.hooks.retry.CallRetry`); the others follow the pace.
     """
 
     def __init__(
         self,
         decrease: float = 0.85,
-        increase: float = 0.03,
+        increase: float = 0.04,
         window: float = 3.0,
         cooldown: float = 1.0,
-        min_span: float = 1.0,
+        min_span: float = 0.25,
     ) -> None:
         if not 0 < decrease < 1:
             raise ValueError(f"decrease must be in (0, 1), got {decrease!r}")
@@ -94,7 +100,6 @@ class LearnedRate:
         self.pace: Pace | None = None
         self.cuts = 0
         self._ok: deque[float] = deque()  # completion times within the window
-        self._first_ok: float | None = None
         self._last_cut = float("-inf")
         self._last_probe = 0.0
         self._lock = threading.Lock()
@@ -112,22 +117,19 @@ class LearnedRate:
         with self._lock:
             elapsed = now - self._last_probe
             self._last_probe = now
-            if wait > 0 and elapsed > 0:  # probe only while the pace is what holds calls back
+            if wait > 0 and elapsed > 0:
                 pace.set_rate(pace.per_minute * (1.0 + self.increase * elapsed), now)
         return wait
 
     def succeeded(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            if self._first_ok is None:
-                self._first_ok = now
             self._ok.append(now)
             while self._ok and self._ok[0] < now - self.window:
                 self._ok.popleft()
 
     def limited(self, sent_at: float, now: float | None = None) -> None:
-        """A call sent at ``sent_at`` got a 429. Calls sent before the last cut say nothing
-        about the new rate, so only a 429 of a call sent since can cut again."""
+        """A call sent at ``sent_at`` got a 429."""
         now = time.monotonic() if now is None else now
         with self._lock:
             while self._ok and self._ok[0] < now - self.window:
@@ -136,15 +138,11 @@ class LearnedRate:
                 return
             self._last_cut = now
             self.cuts += 1
-            assert self._first_ok is not None
-            span = max(self.min_span, min(self.window, now - self._first_ok))
-            observed = len(self._ok) / span * 60.0
-            current = self.pace.per_minute if self.pace is not None else observed
-            target = max(1.0, self.decrease * min(observed, current))
             if self.pace is None:
-                self.pace = Pace(target)
+                span = max(self.min_span, now - self._ok[0])
+                self.pace = Pace(max(1.0, self.decrease * len(self._ok) / span * 60.0))
             else:
-                self.pace.set_rate(target, now)
+                self.pace.set_rate(max(1.0, self.decrease * self.pace.per_minute), now)
             self._last_probe = now
 
 

@@ -178,7 +178,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"got {type(dataset).__name__}"
             )
         make, setup = _expression_factory(expr, kwargs)
-        chain = HookChain([*self._sb_hooks, *self._http_hooks()])
+        chain = HookChain([*self._http_hooks(), *self._sb_hooks])
         context = {**run_context, "expression_fingerprint": expression_fingerprint(expr, kwargs)}
         run = Run(
             make,

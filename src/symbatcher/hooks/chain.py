@@ -37,13 +37,21 @@ def _overrides(hook: Hook, name: str) -> bool:
 
 
 def _with_requirements(hooks: Iterable[Hook]) -> list[Hook]:
-    """The hooks with any hook they require but lack put in front of them."""
+    """The hooks with every hook they require in front of them (outside, for the
+    ``around_*`` wrappers): added if missing, moved forward if given later."""
+    pending = list(hooks)
     result: list[Hook] = []
-    for hook in hooks:
+    while pending:
+        hook = pending.pop(0)
         if not isinstance(hook, Hook):
             raise TypeError(f"hooks must be symbatcher Hook instances, got {type(hook).__name__}")
         for required in hook.requires:
-            if not any(isinstance(h, required) for h in (*result, *hooks)):
+            if any(isinstance(h, required) for h in result):
+                continue
+            at = next((i for i, h in enumerate(pending) if isinstance(h, required)), None)
+            if at is not None:  # by position: hooks are Expressions, whose == is symbolic
+                result.append(pending.pop(at))
+            else:
                 result.append(required())
         result.append(hook)
     return result

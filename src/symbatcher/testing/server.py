@@ -91,7 +91,7 @@ class _Limit:
         """0 if ``amount`` fits now, else the seconds until it would."""
         tat = max(self.tat, now)
         increment = amount / self.rate
-        allowed_at = tat + increment - self.tolerance
+        allowed_at = tat + increment - max(self.tolerance, increment)
         return max(0.0, allowed_at - now)
 
     def take(self, amount: float, now: float) -> None:
