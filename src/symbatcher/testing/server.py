@@ -70,6 +70,7 @@ class ServerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     other_requests: int = 0  # discovery, tokenize, admin
+    connections: int = 0  # TCP connections accepted (keep-alive reuse shows here)
     started: float = field(default_factory=time.monotonic)
 
     def snapshot(self) -> dict[str, Any]:
@@ -278,6 +279,7 @@ class _App:
 async def _connection(
     app: _App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
+    app.stats.connections += 1
     conn = h11.Connection(h11.SERVER)
     try:
         while True:

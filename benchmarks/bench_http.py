@@ -1,0 +1,219 @@
+"""symbatcher against real HTTP: symai's own vLLM engine talking to the local server.
+
+The server (``symbatcher.testing.server``) runs in a child process, so its CPU does not
+compete with the client's for the GIL; each measurement runs in a process of its own.
+Rows, each measured in the same run:
+
+1. symai's CPU per query and queries/s in a plain loop at zero server latency: the
+   ceiling of one process.
+2. N requests at 100 ms server latency with 50 and 200 workers, through BatchScheduler and
+   through a plain ``ThreadPoolExecutor`` of the same size calling the same engine;
+   ``ideal = max(ceil(N / workers) x latency, N x CPU per query)``, efficiency = ideal / wall.
+3. The server limits to 3,000 RPM and symbatcher is told the same limit.
+4. The server limits to 3,000 RPM and symbatcher is told nothing: the rate it settles at
+   (over the second half of the run) and the 429s it met.
+
+The machine is shared and noisy: rows 1-2 run ours and the pool alternately ``--repeat``
+times and keep the best of each; compare within a row.
+
+    python benchmarks/bench_http.py            # the full table (about 6 minutes)
+    python benchmarks/bench_http.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+def _one_call_expression() -> type:
+    from symai import Expression, Symbol
+
+    class Ask(Expression):  # type: ignore[misc]
+        def forward(self, input: Any, **kwargs: Any) -> Any:
+            return Symbol(input).query("Answer briefly")
+
+    return Ask
+
+
+def _post(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    import httpx
+
+    if body is None:
+        result: dict[str, Any] = httpx.get(f"{url}{path}", timeout=10).json()
+    else:
+        result = httpx.post(f"{url}{path}", json=body, timeout=10).json()
+    return result
+
+
+# ----------------------------------------------------------------- in the subprocess
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    from symbatcher import BatchScheduler, RateLimit, local_engine
+    from symbatcher.testing import use_engine
+
+    url, mode, n = spec["url"], spec["mode"], spec["n"]
+    expr = _one_call_expression()
+    engine = local_engine(url, kind="vllm", timeout=30.0)
+    data = [f"request {i}: what is {i} + {i}?" for i in range(n)]
+    extra: dict[str, Any] = {}
+    with use_engine(engine):
+        expr()(input="warm-up")
+        _post(url, "/_config", {**spec["server"], "reset": True})
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if mode == "loop":
+            instance = expr()
+            for item in data:
+                instance(input=item)
+        elif mode == "pool":
+            local = threading.local()
+
+            def one(item: str) -> Any:
+                if not hasattr(local, "expr"):
+                    local.expr = expr()
+                return local.expr(input=item)
+
+            with ThreadPoolExecutor(spec["workers"]) as pool:
+                list(pool.map(one, data))
+        else:
+            hooks = [RateLimit(rpm=spec["rpm"])] if spec.get("rpm") else []
+            marks: list[tuple[float, int]] = []
+            stop = threading.Event()
+
+            def sample() -> None:  # the server's count of answers, twice a second
+                while not stop.wait(0.5):
+                    marks.append((time.perf_counter(), _post(url, "/_stats")["ok"]))
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            try:
+                results = BatchScheduler(hooks=hooks)(
+                    expr=expr, dataset=data, num_workers=spec["workers"], batch_size=5
+                )
+            finally:
+                stop.set()
+                sampler.join()
+            extra["failed"] = results.stats.failed
+            half = [m for m in marks if m[0] >= t0 + (marks[-1][0] - t0) / 2] if marks else []
+            if len(half) >= 2:
+                extra["settled_rpm"] = (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0]) * 60
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server = _post(url, "/_stats")
+    return {
+        "wall": wall,
+        "cpu_per_query_ms": cpu / n * 1e3,
+        "queries_per_s": n / wall,
+        "rpm": server["ok"] / wall * 60,
+        "ok": server["ok"],
+        "rate_limited": server["rate_limited"],
+        "connections": server["connections"],
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **extra,
+    }
+
+
+# --------------------------------------------------------------------- the driver
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement {spec['mode']} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--workers", default="50,200")
+    parser.add_argument("--rpm", type=float, default=3000)
+    parser.add_argument("--rate-n", type=int, default=2000, help="requests in the RPM rows")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per row, best kept")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure))))
+        return
+    if args.quick:
+        args.n, args.rate_n, args.workers, args.repeat = 600, 400, "50", 1
+
+    from symbatcher.testing.server import LocalServer
+
+    with LocalServer(process=True) as server:
+        url = server.url
+        loop = {"url": url, "mode": "loop", "n": 500, "server": {"latency": 0.0}}
+        ceiling = min((run(loop) for _ in range(2)), key=lambda r: r["cpu_per_query_ms"])
+        cpu = ceiling["cpu_per_query_ms"] / 1e3
+        print(
+            f"symai CPU ceiling (vLLM engine, plain loop, zero latency): "
+            f"{ceiling['cpu_per_query_ms']:.2f} ms CPU per query, "
+            f"{ceiling['queries_per_s']:.0f} queries/s"
+        )
+        print()
+        print(
+            "| run | workers | requests | wall s | queries/s | ideal s | efficiency "
+            "| CPU ms/query | 429s | connections | peak RSS MB |"
+        )
+        print("|---" * 11 + "|")
+        latency = {"latency": args.latency, "rpm": None, "tpm": None}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            ideal = max(math.ceil(args.n / workers) * args.latency, args.n * cpu)
+            runs: dict[str, list[dict[str, Any]]] = {"scheduler": [], "pool": []}
+            for _ in range(args.repeat):  # alternated, so both see the same noise
+                for mode in runs:
+                    spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
+                    runs[mode].append(run({**spec, "server": latency}))
+            for mode, label in (("scheduler", "symbatcher"), ("pool", "plain thread pool")):
+                row = dict(min(runs[mode], key=lambda r: r["wall"]))
+                row["cpu_per_query_ms"] = min(r["cpu_per_query_ms"] for r in runs[mode])
+                print(
+                    f"| {label} | {workers} | {args.n} | {row['wall']:.1f} "
+                    f"| {row['queries_per_s']:.0f} | {ideal:.1f} | {ideal / row['wall']:.2f} "
+                    f"| {row['cpu_per_query_ms']:.2f} | {row['rate_limited']} "
+                    f"| {row['connections']} | {row['rss_mb']:.0f} |",
+                    flush=True,
+                )
+        print()
+        print(
+            "| server limit RPM | symbatcher limit RPM | workers | requests | achieved RPM "
+            "| of the limit | settled RPM (2nd half) | 429s | failed |"
+        )
+        print("|---" * 9 + "|")
+        limited = {"latency": args.latency, "rpm": args.rpm, "burst_seconds": 1.0}
+        for told in (args.rpm, None):
+            row = run(
+                {
+                    "url": url,
+                    "mode": "scheduler",
+                    "n": args.rate_n,
+                    "workers": 200,
+                    "server": limited,
+                    "rpm": told,
+                }
+            )
+            settled = row.get("settled_rpm")
+            told_text = f"{told:.0f}" if told else "none (learned)"
+            settled_text = f"{settled:.0f} ({settled / args.rpm:.3f})" if settled else "-"
+            print(
+                f"| {args.rpm:.0f} | {told_text} | 200 | {args.rate_n} | {row['rpm']:.0f} "
+                f"| {row['rpm'] / args.rpm:.3f} | {settled_text} | {row['rate_limited']} "
+                f"| {row['failed']} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
