@@ -185,12 +185,13 @@ def throughput_table(args: argparse.Namespace, url: str, cpu: float) -> None:
     latency = {"latency": args.latency, "rpm": None, "tpm": None}
     for workers in [int(w) for w in args.workers.split(",")]:
         ideal = max(math.ceil(args.n / workers) * args.latency, args.n * cpu)
-        runs: dict[str, list[dict[str, Any]]] = {"scheduler": [], "pool": []}
-        for _ in range(args.repeat):  # alternated, so both see the same noise
+        labels = {"scheduler": "symbatcher", "pool": "plain thread pool"}
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in labels}
+        for _ in range(args.repeat):  # alternated, so all see the same noise
             for mode in runs:
                 spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
                 runs[mode].append(run({**spec, "server": latency}))
-        for mode, label in (("scheduler", "symbatcher"), ("pool", "plain thread pool")):
+        for mode, label in labels.items():
             row = dict(min(runs[mode], key=lambda r: r["wall"]))
             row["cpu_per_query_ms"] = min(r["cpu_per_query_ms"] for r in runs[mode])
             print(

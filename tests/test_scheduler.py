@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from symai import Expression, Symbol, core
 
-from symbatcher import BatchScheduler, DatasetError, ItemError, Retry, RunResults
+from symbatcher import BatchScheduler, DatasetError, ItemError, RunResults
 from symbatcher.testing import (
     SimulatedBatchEngine,
     SimulatedEngine,
@@ -318,39 +316,3 @@ def test_engine_errors_are_not_hidden_in_unrelated_items(engine: SimulatedEngine
     results = BatchScheduler()(expr=TestExpression, dataset=items(30), num_workers=1, batch_size=1)
     assert [isinstance(r, ItemError) for r in results] == [(i + 1) % 3 == 0 for i in range(30)]
     assert all(isinstance(r.exception, SimulatedEngineError) for r in results.errors)
-
-
-class _CountsRunners(Expression):  # type: ignore[misc]
-    """Notes how many workers run Python between engine calls at once."""
-
-    lock = threading.Lock()
-    running = 0
-    most = 0
-
-    def forward(self, input: Any, **kwargs: Any) -> Any:
-        value = Symbol(input)
-        for step in range(3):
-            with self.lock:
-                _CountsRunners.running += 1
-                _CountsRunners.most = max(_CountsRunners.most, _CountsRunners.running)
-            time.sleep(0.0005)  # work that lets go of the GIL (I/O, C code), so others run
-            with self.lock:
-                _CountsRunners.running -= 1
-            value = value.query(f"step {step}")
-        return value
-
-
-def test_cpu_slots_cap_the_workers_running_python_at_once(engine: SimulatedEngine) -> None:
-    engine.latency = (0.0, 0.003)
-    _CountsRunners.running = _CountsRunners.most = 0
-    results = BatchScheduler(cpu_slots=2, hooks=[Retry(attempts=2)])(
-        expr=_CountsRunners, dataset=[f"item {i}" for i in range(200)], num_workers=32
-    )
-    assert results.stats.failed == 0
-    assert [f"item {i}" in str(r) for i, r in enumerate(results)] == [True] * 200
-    assert _CountsRunners.most == 2  # reached, never passed
-    _CountsRunners.running = _CountsRunners.most = 0
-    BatchScheduler()(expr=_CountsRunners, dataset=[f"item {i}" for i in range(50)], num_workers=32)
-    assert _CountsRunners.most > 2  # without slots, they do overlap
-    with pytest.raises(ValueError, match="cpu_slots"):
-        BatchScheduler(cpu_slots=0)

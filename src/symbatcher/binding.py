@@ -26,7 +26,6 @@ from symbatcher.executors import Answer, Executor, executor_for
 from symbatcher.symai_setup import import_symai
 
 if TYPE_CHECKING:
-    from symbatcher.cpu import CpuSlots
     from symbatcher.dispatch import Dispatcher
     from symbatcher.hooks.chain import HookChain
 
@@ -41,38 +40,26 @@ class RunRoute:
     """What a run's worker threads carry: the run's dispatcher, the engines it binds, and
     the hooks that wrap each engine call (cost, raw answers), if any."""
 
-    __slots__ = ("cpu", "dispatcher", "engines", "hooks")
+    __slots__ = ("dispatcher", "engines", "hooks")
 
     def __init__(
-        self,
-        dispatcher: Dispatcher,
-        engines: frozenset[str],
-        hooks: HookChain | None = None,
-        cpu: CpuSlots | None = None,
+        self, dispatcher: Dispatcher, engines: frozenset[str], hooks: HookChain | None = None
     ) -> None:
         self.dispatcher = dispatcher
         self.engines = engines
         self.hooks = hooks if hooks is not None and hooks.wraps_calls else None
-        self.cpu = cpu
 
     def submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
-        cpu = self.cpu
-        held = cpu is not None and cpu.give()  # the call waits: another worker may run
-        try:
-            hooks = self.hooks
-            if hooks is None:
-                return self.dispatcher.submit(name, binding.executor, argument)
-            answer: Answer = hooks.run_call(
-                name,
-                binding.engine,
-                argument,
-                lambda: self.dispatcher.submit(name, binding.executor, argument),
-            )
-            return answer
-        finally:
-            if held:
-                assert cpu is not None
-                cpu.take()
+        hooks = self.hooks
+        if hooks is None:
+            return self.dispatcher.submit(name, binding.executor, argument)
+        answer: Answer = hooks.run_call(
+            name,
+            binding.engine,
+            argument,
+            lambda: self.dispatcher.submit(name, binding.executor, argument),
+        )
+        return answer
 
 
 def current_route() -> RunRoute | None:

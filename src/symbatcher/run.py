@@ -31,7 +31,6 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 from symbatcher.binding import RunRoute, bound_engines, routed_to
-from symbatcher.cpu import CpuSlots
 from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
@@ -129,10 +128,8 @@ class Run:
         hooks: HookChain | None = None,
         context: dict[str, Any] | None = None,
         indexed: bool = False,
-        cpu_slots: int | None = None,
     ) -> None:
         self._make_expr = make_expr
-        self._cpu = CpuSlots(cpu_slots) if cpu_slots and cpu_slots < num_workers else None
         self._dataset = dataset
         self._indexed = indexed  # the dataset yields (index, item): a rerun of chosen items
         self._hooks = hooks if hooks else None
@@ -238,7 +235,7 @@ class Run:
             )
             if self._hooks is not None:
                 self._start_hooks(self._dispatcher, {n: b.engine for n, b in bindings.items()})
-            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks, self._cpu)
+            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
             for number in range(self._num_workers):
                 thread = threading.Thread(
                     target=self._work,
@@ -255,18 +252,12 @@ class Run:
     def _start_hooks(self, dispatcher: Dispatcher, engines: dict[str, Any]) -> None:
         assert self._hooks is not None
 
-        cpu = self._cpu
-
         @contextlib.contextmanager
         def idle() -> Iterator[None]:
             dispatcher.worker_idle()
-            held = cpu is not None and cpu.give()
             try:
                 yield
             finally:
-                if held:
-                    assert cpu is not None
-                    cpu.take()
                 dispatcher.worker_busy()
 
         args = dict(self._context_args)
@@ -480,24 +471,18 @@ class Run:
                 except Exception as exc:
                     self._fail(exc, cancel=True)
                     return
-                cpu = self._cpu
                 taken = self._take(dispatcher, busy=False)
                 while taken is not None:
                     index, item = taken
-                    if cpu is not None:
-                        cpu.take()
+                    if self._hooks is not None:
+                        self._run_hooked(expr, index, item, backlog)
+                        taken = self._take(dispatcher, busy=True)
+                        continue
                     try:
-                        if self._hooks is not None:
-                            self._run_hooked(expr, index, item, backlog)
-                        else:
-                            try:
-                                outcome: Any = expr(input=item, **self._call_kwargs)
-                            except BaseException as exc:
-                                outcome = self._item_failed(index, exc)
-                            self._deliver(index, outcome)
-                    finally:
-                        if cpu is not None:
-                            cpu.give()
+                        outcome: Any = expr(input=item, **self._call_kwargs)
+                    except BaseException as exc:
+                        outcome = self._item_failed(index, exc)
+                    self._deliver(index, outcome)
                     taken = self._take(dispatcher, busy=True)
         finally:
             backlog.drain()  # this worker's outcomes are handed on before it says it left

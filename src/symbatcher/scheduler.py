@@ -24,7 +24,6 @@ logger = logging.getLogger("symbatcher")
 
 DEFAULT_WORKERS = 16
 DEFAULT_BATCH_SIZE = 5
-DEFAULT_CPU_SLOTS: int | None = None  # workers running Python at once (see cpu.py)
 
 
 class BatchScheduler(Expression):  # type: ignore[misc]
@@ -43,10 +42,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     also gets :class:`CallRetry` and ``RateLimit.from_env()`` unless ``hooks`` has them:
     failed requests are retried per call, limits from the environment are kept, and 429s
     slow the run down to what the provider admits.
-
-    ``cpu_slots`` caps how many workers may run Python at once (the others wait for the
-    engine, or for a slot): under the GIL more buy nothing but hand-offs (``cpu.py``).
-    Off (``None``) by default until it is measured on a quiet machine.
     """
 
     def __init__(
@@ -60,7 +55,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         error_handling: ErrorHandling = "continue",
         hooks: Iterable[Hook] = (),
         http_defaults: bool = True,
-        cpu_slots: int | None = DEFAULT_CPU_SLOTS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -77,8 +71,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             _positive_int("max_inflight_batches", max_inflight_batches)
         if window is not None:
             _positive_int("window", window)
-        if cpu_slots is not None:
-            _positive_int("cpu_slots", cpu_slots)
         if error_handling not in ("continue", "fail_fast"):
             raise ValueError(
                 f"error_handling must be 'continue' or 'fail_fast', got {error_handling!r}"
@@ -90,7 +82,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self._sb_window = window
         self._sb_error_handling: ErrorHandling = error_handling
         self._sb_http_defaults = http_defaults
-        self._sb_cpu_slots = cpu_slots
         self._sb_last: Run | None = None
 
     # ---------------------------------------------------------------- public API
@@ -205,7 +196,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             hooks=chain,
             context=context,
             indexed=indexed,
-            cpu_slots=self._sb_cpu_slots,
         )
         self._sb_last = run
         return run
