@@ -95,9 +95,11 @@ class RateLimit(Hook):
     ``engine`` / ``model`` restrict it to matching calls (None: all). ``adaptive`` learns a
     lower limit from 429s. ``burst`` is how many seconds' worth may go at once: small, so
     calls go out evenly and the provider's own burst allowance absorbs network jitter.
-    ``headroom`` keeps the pace that fraction below the limit: at exactly the limit, the
-    provider's bucket never refills, so jitter between our clock and its clock adds up
-    until a 429 (measured: one 429 in 2,000 calls at 0; none at 0.02).
+    ``headroom`` keeps the pace that fraction below the limit. At exactly the limit the
+    provider's bucket never refills: every stall of this process (calls booked apart then
+    sent together) drains it for good, until a 429. Measured against the local server at
+    3,000 RPM with 200 workers: headroom 0, one 429 in 2,000 calls; 0.02, three; 0.03,
+    none in two runs (0.972 of the limit).
     """
 
     requires = (CallRetry,)
@@ -112,7 +114,7 @@ class RateLimit(Hook):
         model: str | None = None,
         adaptive: bool = True,
         burst: float = 0.2,
-        headroom: float = 0.02,
+        headroom: float = 0.03,
     ) -> None:
         super().__init__()
         for name, value in (("rpm", rpm), ("tpm", tpm)):
