@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import subprocess
-import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from common import baseline, measure_in_subprocess, peak_rss_mb
 
 
 def _one_call_expression() -> type:
@@ -68,20 +66,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         expr()(input="warm-up")
         _post(url, "/_config", {**spec["server"], "reset": True})
         cpu0, t0 = time.process_time(), time.perf_counter()
-        if mode == "loop":
-            instance = expr()
-            for item in data:
-                instance(input=item)
-        elif mode == "pool":
-            local = threading.local()
-
-            def one(item: str) -> Any:
-                if not hasattr(local, "expr"):
-                    local.expr = expr()
-                return local.expr(input=item)
-
-            with ThreadPoolExecutor(spec["workers"]) as pool:
-                list(pool.map(one, data))
+        if mode in ("loop", "pool"):
+            baseline(mode, expr, data, spec.get("workers", 1))
         else:
             hooks = [RateLimit(rpm=spec["rpm"])] if spec.get("rpm") else []
             marks: list[tuple[float, int]] = []
@@ -120,23 +106,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "ok": server["ok"],
         "rate_limited": server["rate_limited"],
         "connections": server["connections"],
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": peak_rss_mb(),
         **extra,
     }
 
 
 # --------------------------------------------------------------------- the driver
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"measurement {spec['mode']} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_subprocess(__file__, spec)
 
 
 def main() -> None:

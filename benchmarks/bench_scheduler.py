@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import subprocess
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from typing import Any
+
+from common import baseline, measure_in_subprocess, peak_rss_mb
 
 
 # ----------------------------------------------------------------- in the subprocess
@@ -52,10 +49,6 @@ def _engine(kind: str, latency: float) -> Any:
     return cls(latency=latency, record_calls=False)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from symbatcher import BatchScheduler
     from symbatcher.testing import use_engine
@@ -69,20 +62,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         expr()(input="warm-up")  # imports and first-call costs stay out of the figures
         engine.reset()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        if mode == "ceiling":
-            instance = expr()
-            for item in data:
-                instance(input=item)
-        elif mode == "pool":
-            local = threading.local()
-
-            def one(item: str) -> Any:
-                if not hasattr(local, "expr"):
-                    local.expr = expr()
-                return local.expr(input=item)
-
-            with ThreadPoolExecutor(spec["workers"]) as pool:
-                list(pool.map(one, data))
+        if mode in ("ceiling", "pool"):
+            baseline("loop" if mode == "ceiling" else "pool", expr, data, spec.get("workers", 1))
         elif mode == "scheduler":
             results = BatchScheduler()(
                 expr=expr, dataset=data, num_workers=spec["workers"], batch_size=spec["batch"]
@@ -106,23 +87,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "wall": wall,
         "cpu_per_call_us": cpu / (n * calls) * 1e6,
         "calls_per_s": n * calls / wall,
-        "rss_mb": _peak_rss_mb(),
+        "rss_mb": peak_rss_mb(),
         **extra,
     }
 
 
 # --------------------------------------------------------------------- the driver
 def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"measurement {spec} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_subprocess(__file__, spec)
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
