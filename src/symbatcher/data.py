@@ -1,0 +1,177 @@
+"""Reading a dataset from a file or stdin: JSON Lines, a JSON array, or CSV.
+
+JSON Lines and CSV stream, so a file larger than memory is fine. A malformed record is
+named by its line number; what happens to it is the caller's choice (``on_bad``):
+``"stop"`` raises :class:`DataFormatError` -- and :func:`check` finds every bad record in
+one pass before anything runs, so a run can refuse bad input before its first engine
+call -- or ``"skip"`` yields a :class:`BadRecord` in its place, which the run records as
+that item's failure (so the numbering of the others does not shift and nothing is lost).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from symbatcher.errors import SymbatcherError
+
+Format = Literal["jsonl", "json", "csv"]
+OnBad = Literal["stop", "skip"]
+FORMATS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+}
+
+
+class DataFormatError(SymbatcherError, ValueError):
+    """The input could not be read; the message names the source, the line and the fault."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that could not be read, in its place in the dataset."""
+
+    source: str
+    line: int
+    problem: str
+
+    def error(self) -> DataFormatError:
+        return DataFormatError(f"{self.source}, line {self.line}: {self.problem}", self.line)
+
+
+def format_of(source: str | Path, format: Format | None = None) -> Format:
+    """The format asked for, else the one the file name says; stdin is JSON Lines."""
+    if format is not None:
+        if format not in ("jsonl", "json", "csv"):
+            raise DataFormatError(f"unknown data format {format!r}: use jsonl, json or csv")
+        return format
+    if str(source) == "-":
+        return "jsonl"
+    suffix = Path(source).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataFormatError(
+            f"cannot tell the format of {source} from its name: name it .jsonl, .json or "
+            f".csv, or give the format"
+        )
+    return FORMATS[suffix]
+
+
+def read(source: str | Path, format: Format | None = None, on_bad: OnBad = "stop") -> Iterator[Any]:
+    """The records of ``source`` (a path, or ``"-"`` for stdin), in order."""
+    if on_bad not in ("stop", "skip"):
+        raise ValueError(f"on_bad must be 'stop' or 'skip', got {on_bad!r}")
+    kind = format_of(source, format)
+    name = "stdin" if str(source) == "-" else str(source)
+    with _open(source) as stream:
+        for record in _records(stream, kind, name):
+            if isinstance(record, BadRecord) and on_bad == "stop":
+                raise record.error()
+            yield record
+
+
+def check(source: str | Path, format: Format | None = None) -> tuple[int, list[BadRecord]]:
+    """One pass over ``source``: how many records, and the bad ones (for refusing bad
+    input before a run starts). Reads stdin too, so pass a file (see :func:`spool_stdin`)."""
+    kind = format_of(source, format)
+    name = "stdin" if str(source) == "-" else str(source)
+    count, bad = 0, []
+    with _open(source) as stream:
+        for record in _records(stream, kind, name):
+            count += 1
+            if isinstance(record, BadRecord):
+                bad.append(record)
+    return count, bad
+
+
+def spool_stdin(directory: str | Path | None = None) -> Path:
+    """Copy stdin to a temporary file, so it can be checked and then read (and resumed)."""
+    with tempfile.NamedTemporaryFile(
+        "wb", suffix=".jsonl", prefix="symbatcher-stdin-", dir=directory, delete=False
+    ) as handle:
+        shutil.copyfileobj(sys.stdin.buffer, handle)
+    return Path(handle.name)
+
+
+def _open(source: str | Path) -> IO[str]:
+    if str(source) == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+    try:
+        return open(source, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise DataFormatError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+def _records(stream: IO[str], kind: Format, name: str) -> Iterator[Any]:
+    if kind == "jsonl":
+        yield from _jsonl(stream, name)
+    elif kind == "csv":
+        yield from _csv(stream, name)
+    else:
+        yield from _json_array(stream, name)
+
+
+def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield BadRecord(name, number, f"not valid JSON ({exc.msg}, column {exc.colno})")
+        except UnicodeDecodeError as exc:  # pragma: no cover - raised by the reader
+            yield BadRecord(name, number, f"not UTF-8 ({exc.reason})")
+
+
+def _csv(stream: IO[str], name: str) -> Iterator[Any]:
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise DataFormatError(f"{name}, line 1: not a CSV header ({exc})", 1) from exc
+    if not header or len(set(header)) != len(header):
+        raise DataFormatError(f"{name}, line 1: the header needs distinct column names", 1)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield BadRecord(name, reader.line_num, f"not valid CSV ({exc})")
+            continue
+        if not row:
+            continue
+        if len(row) != len(header):
+            yield BadRecord(
+                name, reader.line_num, f"{len(row)} fields where the header has {len(header)}"
+            )
+            continue
+        yield dict(zip(header, row, strict=True))
+
+
+def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
+    try:
+        data = json.load(stream)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(
+            f"{name}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})",
+            exc.lineno,
+        ) from exc
+    if not isinstance(data, list):
+        raise DataFormatError(f"{name}: expected a JSON array of items, got {type(data).__name__}")
+    yield from data
