@@ -8,6 +8,13 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
+from symbatcher.cli_batch import (
+    add_commands,
+    export_command,
+    retry_command,
+    run_command,
+    status_command,
+)
 from symbatcher.errors import SymbatcherError
 
 SIMULATOR_NOTE = (
@@ -47,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="progress line on stderr (auto: when stderr is a terminal)",
     )
     demo.add_argument("--show", type=int, default=2, help="print the first N results")
+    add_commands(commands)
     return parser
 
 
@@ -62,13 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        commands = {
+            "run": run_command,
+            "retry": retry_command,
+            "status": status_command,
+            "export": export_command,
+        }
+        return commands[args.command](args)
     except SymbatcherError as exc:
         print(f"symbatcher: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symbatcher: interrupted", file=sys.stderr)
         return 130
-    return 1
 
 
 def _demo(args: argparse.Namespace) -> int:

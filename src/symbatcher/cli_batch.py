@@ -1,0 +1,304 @@
+"""``symbatcher run``, ``status``, ``retry`` and ``export``: durable batch runs from a shell.
+
+A run directory holds the run's state (``state.sqlite``, see :mod:`symbatcher.store`) and
+``command.json``, what ``run`` was asked to do, so ``retry`` and a second ``run`` of the
+same directory need nothing else. Running the same command again resumes: finished items
+are skipped, pending and interrupted ones run.
+
+Exit codes: 0 every item succeeded; 1 some items failed; 2 a usage or set-up error;
+3 the input has bad records (nothing ran); 4 the budget stopped the run (the rest stays
+pending); 130 interrupted (Ctrl-C: resume by running the same command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from symbatcher.errors import SymbatcherError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3, 4
+COMMAND_FILE = "command.json"
+STDIN_COPY = "input.jsonl"
+SHOW_BAD = 20
+
+
+class CommandError(SymbatcherError):
+    """A command cannot start: the message says what to change."""
+
+
+def add_commands(commands: Any) -> None:
+    """The run/status/retry/export subcommands on the ``symbatcher`` parser."""
+    run = commands.add_parser("run", help="run an Expression over a data file (resumable)")
+    run.add_argument("expression", help="MODULE:NAME, e.g. mypkg.pipelines:Summarize")
+    run.add_argument("data", help="a .jsonl, .json (array) or .csv file, or - for stdin")
+    run.add_argument("--run-dir", default="symbatcher-run", help="state (default ./symbatcher-run)")
+    run.add_argument("--out", help="write the results here at the end (.jsonl or .csv)")
+    run.add_argument("--format", choices=("jsonl", "json", "csv"), help="DATA's format")
+    run.add_argument("--workers", type=_positive, default=16)
+    run.add_argument("--batch-size", type=_positive, default=5)
+    run.add_argument("--max-cost", type=float, help="budget in USD over all runs of this dir")
+    run.add_argument("--error-handling", choices=("continue", "fail_fast"), default="continue")
+    run.add_argument("--as", dest="bind_as", help="pass each item as this keyword, not input=")
+    run.add_argument(
+        "--on-bad-line",
+        choices=("stop", "skip"),
+        default="stop",
+        help="stop: refuse input with bad records before any engine call (default); "
+        "skip: run the rest, record each bad record as a failed item",
+    )
+    run.add_argument("--retries", type=int, default=3, help="tries per item on transient errors")
+    run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    run.add_argument(
+        "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
+    )
+
+    status = commands.add_parser("status", help="what a run directory holds")
+    status.add_argument("run_dir")
+    status.add_argument("--json", action="store_true", help="the full snapshot as JSON")
+
+    retry = commands.add_parser("retry", help="run the failed items of a run again")
+    retry.add_argument("run_dir")
+    retry.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+
+    export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--out", help="default: RUN_DIR/results.<format>")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------------- pieces
+def load_expression(spec: str) -> Any:
+    """``MODULE:NAME`` -> the Expression class (or instance) it names."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CommandError(f"expected MODULE:NAME for the expression, got {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: modules beside you
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from exc
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise CommandError(f"{module_name!r} has no {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise CommandError(f"{spec} is not an Expression class or instance")
+    return target
+
+
+def bound_expression(target: Any, bind_as: str | None) -> type:
+    """An Expression class that hands each item to ``target`` (as ``input=``, or as
+    ``bind_as=``) and turns a bad input record into that item's failure."""
+    from symai import Expression
+
+    from symbatcher.data import BadRecord
+
+    class Bound(Expression):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__()
+            self.inner = target(**kwargs) if isinstance(target, type) else target
+
+        def forward(self, input: Any, **kwargs: Any) -> Any:
+            if isinstance(input, BadRecord):
+                raise input.error()
+            if bind_as is None:
+                return self.inner(input=input, **kwargs)
+            return self.inner(**{bind_as: input}, **kwargs)
+
+    # the run's expression fingerprint names the user's expression, not this wrapper
+    cls = target if isinstance(target, type) else type(target)
+    Bound.__module__ = cls.__module__
+    Bound.__qualname__ = cls.__qualname__ + (f"[as={bind_as}]" if bind_as else "")
+    return Bound
+
+
+def _show_progress(choice: str) -> bool | None:
+    return {"on": True, "off": False}.get(choice)
+
+
+def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: bool) -> list[Any]:
+    from symbatcher.hooks import Budget, Checkpoint, Cost, Progress, Retry
+
+    hooks: list[Any] = [
+        Checkpoint(run_dir, retry_failed=retry_failed, force=command.get("force", False)),
+        Cost(),
+    ]
+    if command.get("max_cost") is not None:
+        hooks.append(Budget(command["max_cost"]))
+    if command.get("retries", 0) > 1:
+        hooks.append(Retry(command["retries"]))
+    hooks.append(Progress(show=_show_progress(progress)))
+    return hooks
+
+
+def _execute(
+    run_dir: Path,
+    command: dict[str, Any],
+    dataset: Any,
+    total: int | None,
+    progress: str,
+    *,
+    indexed: bool = False,
+) -> Any:
+    from symbatcher.scheduler import BatchScheduler
+
+    expr = bound_expression(load_expression(command["expression"]), command.get("as"))
+    hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
+    scheduler = BatchScheduler(hooks=hooks, error_handling=command["error_handling"])
+    context: dict[str, Any] = {"replay_restored": False}
+    if total is not None:
+        context["total"] = total
+    stream = scheduler._stream(
+        expr, dataset, command["workers"], command["batch_size"], {}, context, indexed=indexed
+    )
+    with stream:
+        for _ in stream:
+            pass  # outcomes are in the run's store
+    return stream.stats
+
+
+def _summary(run_dir: Path) -> tuple[str, int]:
+    from symbatcher.store.snapshot import load_snapshot
+
+    snap = load_snapshot(run_dir)
+    items = [item for job in snap["jobs"] for item in job["items"]]
+    counts = {status: 0 for status in ("succeeded", "failed", "pending", "running")}
+    for item in items:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    text = (
+        f"{len(items)} items: {counts['succeeded']} succeeded, {counts['failed']} failed, "
+        f"{counts['pending'] + counts['running']} pending; cost ${snap['total_cost']:.4f}"
+    )
+    return text, counts["failed"]
+
+
+# -------------------------------------------------------------------- commands
+def run_command(args: argparse.Namespace) -> int:
+    from symbatcher.data import check, format_of, read, spool_stdin
+
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    load_expression(args.expression)  # a typo fails here, before the data is read
+    data = Path(args.data)
+    if args.data == "-":
+        data = spool_stdin(run_dir).replace(run_dir / STDIN_COPY)
+    fmt = format_of(data, args.format)
+    count, bad = check(data, fmt)
+    if bad and args.on_bad_line == "stop":
+        for record in bad[:SHOW_BAD]:
+            print(f"symbatcher: {record.error()}", file=sys.stderr)
+        more = f" ({len(bad) - SHOW_BAD} more not shown)" if len(bad) > SHOW_BAD else ""
+        print(
+            f"symbatcher: {len(bad)} bad record(s) in {data}{more}; nothing ran. Fix them, "
+            f"or pass --on-bad-line skip to record them as failed items.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    command = {
+        "expression": args.expression,
+        "data": str(data.resolve()),
+        "format": fmt,
+        "as": args.bind_as,
+        "on_bad_line": args.on_bad_line,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "max_cost": args.max_cost,
+        "error_handling": args.error_handling,
+        "retries": args.retries,
+    }
+    (run_dir / COMMAND_FILE).write_text(json.dumps(command, indent=2), encoding="utf-8")
+    stats = _execute(
+        run_dir,
+        {**command, "force": args.force},
+        read(data, fmt, on_bad="skip"),
+        count,
+        args.progress,
+    )
+    if args.out:
+        _export(run_dir, Path(args.out), "csv" if args.out.endswith(".csv") else "jsonl")
+    return _finish(run_dir, stats.status)
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    from symbatcher.store.base import FAILED
+    from symbatcher.store.codec import loads
+    from symbatcher.store.sqlite import SQLiteStore
+
+    run_dir = Path(args.run_dir)
+    command = _stored_command(run_dir)
+    store = SQLiteStore(run_dir)
+    if not store.path.is_file():
+        raise CommandError(f"no run state in {run_dir}: nothing to retry")
+    failed = [(record.index, loads(record.input)) for record in store.items((FAILED,))]
+    if not failed:
+        print("symbatcher: no failed items", file=sys.stderr)
+        return EXIT_OK
+    total = store.read_meta().get("total")
+    stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
+    return _finish(run_dir, stats.status)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from symbatcher.store.snapshot import load_snapshot
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "state.sqlite").is_file():
+        raise CommandError(f"no run state in {run_dir}")
+    if args.json:
+        print(json.dumps(load_snapshot(run_dir), indent=2))
+        return EXIT_OK
+    text, _ = _summary(run_dir)
+    print(f"{run_dir}: {text}")
+    return EXIT_OK
+
+
+def export_command(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / f"results.{args.format}"
+    rows = _export(run_dir, out, args.format)
+    print(f"{rows} items -> {out}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------- plumbing
+def _export(run_dir: Path, out: Path, fmt: str) -> int:
+    from symbatcher.store.export import export_results
+    from symbatcher.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(run_dir)
+    if not store.path.is_file():
+        raise CommandError(f"no run state in {run_dir}")
+    return export_results(store, out, fmt)  # type: ignore[arg-type]
+
+
+def _stored_command(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / COMMAND_FILE
+    try:
+        command: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(
+            f"{run_dir} was not made by `symbatcher run` (no {COMMAND_FILE})"
+        ) from None
+    return command
+
+
+def _finish(run_dir: Path, status: str) -> int:
+    text, failed = _summary(run_dir)
+    print(f"{status}: {text}", file=sys.stderr)
+    if status == "budget_reached":
+        return EXIT_BUDGET
+    return EXIT_FAILED if failed else EXIT_OK

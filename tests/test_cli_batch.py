@@ -1,0 +1,144 @@
+"""``symbatcher run/status/retry/export`` end to end, on the simulated engine."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from symbatcher.cli import main
+from symbatcher.testing import SimulatedEngine
+
+_names = itertools.count()
+
+PIPELINES = """
+from symai import Expression, Symbol
+
+
+class Echo(Expression):
+    def forward(self, input, **kwargs):
+        return Symbol(str(input)).query("Summarize")
+
+
+class Named(Expression):
+    def forward(self, review, **kwargs):
+        return Symbol(review["text"]).query("Summarize")
+"""
+
+
+@pytest.fixture
+def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module of expressions in the working directory, as a user would have it."""
+    name = f"pipelines_{next(_names)}"
+    (tmp_path / f"{name}.py").write_text(PIPELINES, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path: Path, items: list[object], bad_after: int | None = None) -> Path:
+    rows = [json.dumps(item) for item in items]
+    if bad_after is not None:
+        rows.insert(bad_after, "{broken")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_run_writes_ordered_results_and_resumes_without_calling_again(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(12)])
+    args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--out", "out.jsonl"]
+    assert main(["run", *args, "--workers", "4", "--progress", "off"]) == 0
+    rows = lines(tmp_path / "out.jsonl")
+    assert [r["index"] for r in rows] == list(range(12))
+    assert all(f"item-{i}" in str(r["output"]) for i, r in enumerate(rows))
+    calls = engine.call_count
+    assert calls == 12
+    assert main(["run", *args, "--progress", "off"]) == 0  # the same command: resume
+    assert engine.call_count == calls  # every item was done already
+
+
+def test_bad_input_stops_before_any_engine_call(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=2)
+    code = main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "run"])
+    assert code == 3
+    assert engine.call_count == 0
+    assert "in.jsonl, line 3: not valid JSON" in capsys.readouterr().err
+
+
+def test_bad_input_can_be_recorded_as_failed_items(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=1)
+    code = main(
+        ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--on-bad-line", "skip"]
+    )
+    assert code == 1
+    assert engine.call_count == 3
+    assert main(["export", "run"]) == 0
+    rows = lines(tmp_path / "run" / "results.jsonl")
+    assert [r["status"] for r in rows] == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert "line 2" in rows[1]["error"]["message"]  # type: ignore[index]
+
+
+def test_csv_items_bound_by_name(pipelines: str, engine: SimulatedEngine, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("text,stars\ngreat,5\nawful,1\n", encoding="utf-8")
+    args = [f"{pipelines}:Named", "in.csv", "--run-dir", "run", "--as", "review"]
+    code = main(["run", *args, "--out", "out.csv"])
+    assert code == 0
+    text = (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert "great" in text and "awful" in text
+
+
+def test_stdin(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'"x"\n"y"\n')))
+    assert main(["run", f"{pipelines}:Echo", "-", "--run-dir", "run", "--out", "o.jsonl"]) == 0
+    assert [r["input"] for r in lines(tmp_path / "o.jsonl")] == ["x", "y"]
+    assert (tmp_path / "run" / "input.jsonl").is_file()  # kept, so the run can resume
+
+
+def test_retry_runs_the_failed_items_again(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from symbatcher.testing import use_engine
+
+    data = write_jsonl(tmp_path / "in.jsonl", ["ok-1", "flaky", "ok-2"])
+    with use_engine(SimulatedEngine(fail_on="flaky", fail_times=1)) as flaky:
+        code = main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--retries", "1"])
+        assert code == 1
+        assert main(["status", "run"]) == 0
+        assert "2 succeeded, 1 failed" in capsys.readouterr().out
+        assert main(["retry", "run"]) == 0
+        assert flaky.call_count == 4  # three, then the one failed item again
+    assert main(["status", "run", "--json"]) == 0
+    snapshot = json.loads(capsys.readouterr().out)
+    statuses = [item["status"] for job in snapshot["jobs"] for item in job["items"]]
+    assert statuses == ["succeeded"] * 3
+
+
+def test_usage_errors_name_the_problem(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a"])
+    assert main(["run", f"{pipelines}:Missing", str(data)]) == 2
+    assert "has no 'Missing'" in capsys.readouterr().err
+    assert main(["run", "no_such_module:X", str(data)]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["run", f"{pipelines}:Echo", "data.txt"]) == 2
+    assert "cannot tell the format" in capsys.readouterr().err
+    assert main(["status", "nowhere"]) == 2
+    assert main(["retry", str(tmp_path)]) == 2
+    assert engine.call_count == 0
