@@ -84,12 +84,17 @@ def load_expression(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CommandError(f"expected MODULE:NAME for the expression, got {spec!r}")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # as `python -m` would: modules beside you
+    here = str(Path.cwd())
+    added = "" not in sys.path and here not in sys.path
+    if added:
+        sys.path.insert(0, here)  # as `python -m` would: modules beside you import
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CommandError(f"cannot import {module_name!r}: {exc}") from exc
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
