@@ -142,3 +142,63 @@ def test_usage_errors_name_the_problem(
     assert main(["status", "nowhere"]) == 2
     assert main(["retry", str(tmp_path)]) == 2
     assert engine.call_count == 0
+
+
+def test_a_config_file_declares_the_batch(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "data.json").write_text(
+        json.dumps({"batch": {"reviews": [{"text": "one"}, {"text": "two"}]}}), encoding="utf-8"
+    )
+    (tmp_path / "run.yaml").write_text(
+        f"expression: {pipelines}:Named\n"
+        "items: data.json\n"
+        "items_path: batch.reviews\n"
+        "as: review\n"
+        "workers: 2\n"
+        "run_dir: state\n"
+        "out: results.jsonl\n"
+        "engine:\n  max_concurrency: 1\n",
+        encoding="utf-8",
+    )
+    assert main(["run", "--config", "run.yaml", "--workers", "3"]) == 0
+    rows = lines(tmp_path / "results.jsonl")
+    assert ["one" in str(rows[0]["output"]), "two" in str(rows[1]["output"])] == [True, True]
+    stored = json.loads((tmp_path / "state" / "command.json").read_text(encoding="utf-8"))
+    assert stored["workers"] == 3  # the command line wins over the file
+    assert stored["engine"]["max_concurrency"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("workers: 4\nwobble: 1\n", "`wobble`: Extra inputs are not permitted"),
+        ("workers: lots\n", "`workers`: Input should be a valid integer"),
+        ("workers: 0\n", "`workers`: Input should be greater than 0"),
+        ("engine:\n  rpm: -1\n", "`engine.rpm`: Input should be greater than 0"),
+        ("error_handling: sometimes\n", "`error_handling`: Input should be 'continue'"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("workers: [\n", "is not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, named: str
+) -> None:
+    (tmp_path / "run.yaml").write_text(text, encoding="utf-8")
+    assert main(["run", "--config", str(tmp_path / "run.yaml")]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_missing_expression_or_data_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert "give EXPRESSION and DATA" in capsys.readouterr().err
+    assert main(["run", "x:Y", "d.jsonl", "--workers", "0"]) == 2
+    assert "--workers: Input should be greater than 0" in capsys.readouterr().err
+
+
+def test_the_published_schema_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config-schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    published = Path(__file__).parent.parent / "schemas" / "run-config.schema.json"
+    assert json.loads(published.read_text(encoding="utf-8")) == printed
+    assert printed["additionalProperties"] is False and "as" in printed["properties"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from symbatcher.cli_batch import (
     add_commands,
+    config_schema_command,
     export_command,
     retry_command,
     run_command,
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "retry": retry_command,
             "status": status_command,
             "export": export_command,
+            "config-schema": config_schema_command,
         }
         return commands[args.command](args)
     except SymbatcherError as exc:

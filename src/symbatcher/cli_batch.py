@@ -34,24 +34,24 @@ class CommandError(SymbatcherError):
 def add_commands(commands: Any) -> None:
     """The run/status/retry/export subcommands on the ``symbatcher`` parser."""
     run = commands.add_parser("run", help="run an Expression over a data file (resumable)")
-    run.add_argument("expression", help="MODULE:NAME, e.g. mypkg.pipelines:Summarize")
-    run.add_argument("data", help="a .jsonl, .json (array) or .csv file, or - for stdin")
-    run.add_argument("--run-dir", default="symbatcher-run", help="state (default ./symbatcher-run)")
+    run.add_argument("expression", nargs="?", help="MODULE:NAME, e.g. mypkg.pipelines:Summarize")
+    run.add_argument("data", nargs="?", help="a .jsonl, .json (array) or .csv file, or -")
+    run.add_argument("--config", help="a run config file (YAML or JSON); options here win")
+    run.add_argument("--run-dir", help="state (default ./symbatcher-run)")
     run.add_argument("--out", help="write the results here at the end (.jsonl or .csv)")
     run.add_argument("--format", choices=("jsonl", "json", "csv"), help="DATA's format")
-    run.add_argument("--workers", type=_positive, default=16)
-    run.add_argument("--batch-size", type=_positive, default=5)
+    run.add_argument("--workers", type=int, help="concurrent items (default 16)")
+    run.add_argument("--batch-size", type=int, help="engine calls per batch (default 5)")
     run.add_argument("--max-cost", type=float, help="budget in USD over all runs of this dir")
-    run.add_argument("--error-handling", choices=("continue", "fail_fast"), default="continue")
+    run.add_argument("--error-handling", choices=("continue", "fail_fast"))
     run.add_argument("--as", dest="bind_as", help="pass each item as this keyword, not input=")
     run.add_argument(
         "--on-bad-line",
         choices=("stop", "skip"),
-        default="stop",
         help="stop: refuse input with bad records before any engine call (default); "
         "skip: run the rest, record each bad record as a failed item",
     )
-    run.add_argument("--retries", type=int, default=3, help="tries per item on transient errors")
+    run.add_argument("--retries", type=int, help="tries per item on transient errors (3)")
     run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     run.add_argument(
         "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
@@ -69,6 +69,8 @@ def add_commands(commands: Any) -> None:
     export.add_argument("run_dir")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--out", help="default: RUN_DIR/results.<format>")
+
+    commands.add_parser("config-schema", help="print the run config's JSON schema")
 
 
 def _positive(text: str) -> int:
@@ -146,6 +148,17 @@ def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: 
         hooks.append(Budget(command["max_cost"]))
     if command.get("retries", 0) > 1:
         hooks.append(Retry(command["retries"]))
+    engine = command.get("engine") or {}
+    if any(engine.get(k) is not None for k in ("rpm", "tpm", "max_concurrency")):
+        from symbatcher.hooks import RateLimit
+
+        hooks.append(
+            RateLimit(
+                rpm=engine.get("rpm"),
+                tpm=engine.get("tpm"),
+                max_concurrency=engine.get("max_concurrency"),
+            )
+        )
     hooks.append(Progress(show=_show_progress(progress)))
     return hooks
 
@@ -163,7 +176,8 @@ def _execute(
 
     expr = bound_expression(load_expression(command["expression"]), command.get("as"))
     hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
-    scheduler = BatchScheduler(hooks=hooks, error_handling=command["error_handling"])
+    names = (command.get("engine") or {}).get("names") or ["neurosymbolic"]
+    scheduler = BatchScheduler(names, hooks=hooks, error_handling=command["error_handling"])
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:
         context["total"] = total
@@ -192,50 +206,97 @@ def _summary(run_dir: Path) -> tuple[str, int]:
 
 
 # -------------------------------------------------------------------- commands
-def run_command(args: argparse.Namespace) -> int:
-    from symbatcher.data import check, format_of, read, spool_stdin
+def _settings(args: argparse.Namespace) -> Any:
+    """The config file's settings with the command line's on top, validated together."""
+    from pydantic import ValidationError
 
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    load_expression(args.expression)  # a typo fails here, before the data is read
-    data = Path(args.data)
-    if args.data == "-":
-        data = spool_stdin(run_dir).replace(run_dir / STDIN_COPY)
-    fmt = format_of(data, args.format)
-    count, bad = check(data, fmt)
-    if bad and args.on_bad_line == "stop":
-        for record in bad[:SHOW_BAD]:
-            print(f"symbatcher: {record.error()}", file=sys.stderr)
-        more = f" ({len(bad) - SHOW_BAD} more not shown)" if len(bad) > SHOW_BAD else ""
-        print(
-            f"symbatcher: {len(bad)} bad record(s) in {data}{more}; nothing ran. Fix them, "
-            f"or pass --on-bad-line skip to record them as failed items.",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
-    command = {
+    from symbatcher.config import ConfigError, RunConfig, load_config
+
+    base = load_config(args.config) if args.config else RunConfig.model_validate({})
+    given = {
         "expression": args.expression,
-        "data": str(data.resolve()),
-        "format": fmt,
-        "as": args.bind_as,
-        "on_bad_line": args.on_bad_line,
+        "items": args.data,
+        "run_dir": args.run_dir,
+        "out": args.out,
         "workers": args.workers,
         "batch_size": args.batch_size,
         "max_cost": args.max_cost,
         "error_handling": args.error_handling,
+        "bind_as": args.bind_as,
+        "on_bad_line": args.on_bad_line,
         "retries": args.retries,
     }
+    merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        settings = RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
+    if not settings.expression or not settings.items:
+        raise CommandError("give EXPRESSION and DATA, on the command line or in --config")
+    return settings
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from symbatcher.config import items_at
+    from symbatcher.data import check, format_of, read, spool_stdin
+
+    settings = _settings(args)
+    run_dir = Path(settings.run_dir or "symbatcher-run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    load_expression(settings.expression)  # a typo fails here, before the data is read
+    data = Path(settings.items)
+    if settings.items == "-":
+        data = spool_stdin(run_dir).replace(run_dir / STDIN_COPY)
+    fmt = format_of(data, args.format)
+    dataset: Any
+    if settings.items_path:
+        if fmt != "json":
+            raise CommandError("items_path needs a JSON file (.json)")
+        document = json.loads(data.read_text(encoding="utf-8"))
+        dataset = items_at(document, settings.items_path, str(data))
+        count = len(dataset)
+    else:
+        count, bad = check(data, fmt)
+        if bad and settings.on_bad_line == "stop":
+            for record in bad[:SHOW_BAD]:
+                print(f"symbatcher: {record.error()}", file=sys.stderr)
+            more = f" ({len(bad) - SHOW_BAD} more not shown)" if len(bad) > SHOW_BAD else ""
+            print(
+                f"symbatcher: {len(bad)} bad record(s) in {data}{more}; nothing ran. Fix "
+                f"them, or pass --on-bad-line skip to record them as failed items.",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        dataset = read(data, fmt, on_bad="skip")
+    command = {
+        "expression": settings.expression,
+        "data": str(data.resolve()),
+        "format": fmt,
+        "as": settings.bind_as,
+        "on_bad_line": settings.on_bad_line,
+        "workers": settings.workers,
+        "batch_size": settings.batch_size,
+        "max_cost": settings.max_cost,
+        "error_handling": settings.error_handling,
+        "retries": settings.retries,
+        "engine": settings.engine.model_dump(),
+    }
     (run_dir / COMMAND_FILE).write_text(json.dumps(command, indent=2), encoding="utf-8")
-    stats = _execute(
-        run_dir,
-        {**command, "force": args.force},
-        read(data, fmt, on_bad="skip"),
-        count,
-        args.progress,
-    )
-    if args.out:
-        _export(run_dir, Path(args.out), "csv" if args.out.endswith(".csv") else "jsonl")
+    stats = _execute(run_dir, {**command, "force": args.force}, dataset, count, args.progress)
+    if settings.out:
+        _export(run_dir, Path(settings.out), "csv" if settings.out.endswith(".csv") else "jsonl")
     return _finish(run_dir, stats.status)
+
+
+def config_schema_command(args: argparse.Namespace) -> int:
+    from symbatcher.config import schema
+
+    print(json.dumps(schema(), indent=2))
+    return EXIT_OK
 
 
 def retry_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,112 @@
+"""A run config file (YAML or JSON) that declares a batch, validated with pydantic.
+
+Unknown keys, wrong types and missing fields are refused with a message naming the key
+(:class:`ConfigError`). ``RunConfig.model_json_schema()`` is the published schema
+(``symbatcher config-schema`` prints it; ``schemas/run-config.schema.json`` holds a copy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from symbatcher.errors import SymbatcherError
+
+
+class ConfigError(SymbatcherError, ValueError):
+    """A run config that cannot be used; the message names the file and the key."""
+
+
+class EngineSettings(BaseModel):
+    """Limits for the run's engine calls (see ``RateLimit``); all off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: PositiveFloat | None = Field(default=None, description="requests per minute")
+    tpm: PositiveFloat | None = Field(default=None, description="tokens per minute")
+    max_concurrency: PositiveInt | None = Field(default=None, description="calls at once")
+    names: list[str] = Field(
+        default_factory=lambda: ["neurosymbolic"], description="EngineRepository names to bind"
+    )
+
+
+class RunConfig(BaseModel):
+    """One batch: what to run, over which items, and how."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    expression: str | None = Field(
+        default=None, description="MODULE:NAME of the Expression (or give it on the command line)"
+    )
+    items: str | None = Field(
+        default=None, description="the data file (.jsonl, .json, .csv) or '-' for stdin"
+    )
+    items_path: str | None = Field(
+        default=None, description="in a JSON file holding an object: the dotted path to the items"
+    )
+    bind_as: str | None = Field(
+        default=None, alias="as", description="pass each item as this keyword instead of input="
+    )
+    error_handling: Literal["continue", "fail_fast"] = "continue"
+    on_bad_line: Literal["stop", "skip"] = "stop"
+    workers: PositiveInt = 16
+    batch_size: PositiveInt = 5
+    max_cost: PositiveFloat | None = Field(default=None, description="budget in USD over all runs")
+    retries: PositiveInt = Field(default=3, description="tries per item on transient errors")
+    run_dir: str | None = None
+    out: str | None = None
+    engine: EngineSettings = Field(default_factory=lambda: EngineSettings())
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config; relative paths in it are relative to the file."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config {source}: {exc.strerror or exc}") from exc
+    try:
+        raw: Any = (
+            json.loads(text) if source.suffix.lower() == ".json" else yaml.safe_load(text) or {}
+        )
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "JSON" if source.suffix.lower() == ".json" else "YAML"
+        raise ConfigError(f"{source} is not valid {kind}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"`{'.'.join(str(p) for p in error['loc']) or '(top)'}`: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+    base = source.parent
+    for key in ("items", "run_dir", "out"):
+        value = getattr(config, key)
+        if value and value != "-" and not Path(value).is_absolute():
+            setattr(config, key, str(base / value))
+    return config
+
+
+def items_at(data: Any, dotted: str, source: str) -> list[Any]:
+    """The list at ``dotted`` (``"a.b"``) inside a loaded JSON document."""
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(
+                f"{source} has nothing at items_path {dotted!r} (stopped at {part!r})"
+            )
+        node = node[part]
+    if not isinstance(node, list):
+        raise ConfigError(f"{source}: items_path {dotted!r} is a {type(node).__name__}, not a list")
+    return node
+
+
+def schema() -> dict[str, Any]:
+    return RunConfig.model_json_schema(by_alias=True)
