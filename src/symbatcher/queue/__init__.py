@@ -1,0 +1,6 @@
+"""A persistent job queue: jobs (a batch run each) in SQLite, claimed with leases."""
+
+from symbatcher.queue.jobs import Job, JobQueue, JobState
+from symbatcher.queue.registry import ExpressionRegistry, register, registry
+
+__all__ = ["ExpressionRegistry", "Job", "JobQueue", "JobState", "register", "registry"]

@@ -1,0 +1,265 @@
+"""Jobs in SQLite (WAL): submitted, claimed under a lease, kept alive by heartbeats, ended.
+
+Lifecycle: ``queued -> running -> succeeded | failed | cancelled``. A worker claims a job
+atomically (one ``BEGIN IMMEDIATE`` transaction: the oldest job of the highest priority
+that is queued, or running under a lease that expired because its worker died) and must
+renew the lease before it runs out; a job whose lease lapsed is claimed again, and its
+run resumes from its item-level state, so no finished item is done twice. Cancelling a
+queued job ends it at once; a running one is asked to stop (its worker sees the flag at
+its next heartbeat). Every method opens no thread; one connection per queue object,
+shared under a lock, so a queue object may be used from several threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from symbatcher.errors import SymbatcherError
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ENDED: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    expression TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    timeout REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    worker TEXT,
+    lease_until REAL,
+    claims INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    progress TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_turn ON jobs (state, priority DESC, created_at);
+"""
+
+
+class JobNotFoundError(SymbatcherError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    expression: str
+    settings: dict[str, Any]
+    state: JobState
+    priority: int
+    timeout: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    lease_until: float | None
+    claims: int
+    cancel_requested: bool
+    error: str | None
+    progress: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(
+            id=row["id"],
+            expression=row["expression"],
+            settings=json.loads(row["settings"]),
+            state=row["state"],
+            priority=row["priority"],
+            timeout=row["timeout"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            worker=row["worker"],
+            lease_until=row["lease_until"],
+            claims=row["claims"],
+            cancel_requested=bool(row["cancel_requested"]),
+            error=row["error"],
+            progress=json.loads(row["progress"]) if row["progress"] else None,
+        )
+
+
+class JobQueue:
+    """The queue in ``path`` (a SQLite file; created with its folder if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ clients
+    def submit(
+        self,
+        expression: str,
+        settings: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        timeout: float | None = None,
+        now: float | None = None,
+    ) -> Job:
+        """A new queued job; higher ``priority`` goes first, then older jobs."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        job_id = uuid.uuid4().hex
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, expression, settings, state, priority, timeout, "
+                "created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                (
+                    job_id,
+                    expression,
+                    json.dumps(settings or {}),
+                    priority,
+                    timeout,
+                    time.time() if now is None else now,
+                ),
+            )
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return Job.from_row(row)
+
+    def list(self, state: JobState | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        params: list[Any] = []
+        if state is not None:
+            query += " WHERE state = ?"
+            params.append(state)
+        query += " ORDER BY created_at, id LIMIT ? OFFSET ?"
+        params += [limit, offset]
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [Job.from_row(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: 0 for state in ("queued", "running", *ENDED)} | {r[0]: r[1] for r in rows}
+
+    def cancel(self, job_id: str, now: float | None = None) -> Job:
+        """End a queued job now; ask a running one to stop. An ended job stays as it is."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r}")
+            if row["state"] == "queued":
+                db.execute(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = 1 "
+                    "WHERE id = ?",
+                    (now, job_id),
+                )
+            elif row["state"] == "running":
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        return self.get(job_id)
+
+    # ------------------------------------------------------------------ workers
+    def claim(self, worker: str, lease: float = 30.0, now: float | None = None) -> Job | None:
+        """The next job for ``worker``, now running under a lease, or None."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE state = 'queued' "
+                "OR (state = 'running' AND lease_until < ?) "
+                "ORDER BY priority DESC, created_at, id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, "
+                "started_at = COALESCE(started_at, ?), claims = claims + 1 WHERE id = ?",
+                (worker, now + lease, now, row["id"]),
+            )
+        return self.get(row["id"])
+
+    def heartbeat(
+        self,
+        job_id: str,
+        worker: str,
+        lease: float = 30.0,
+        progress: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Job | None:
+        """Renew the lease (and store progress). None: the job is no longer this worker's
+        (its lease lapsed and another took it): stop working on it."""
+        now = time.time() if now is None else now
+        figures = json.dumps(progress) if progress is not None else None
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET lease_until = ?, progress = COALESCE(?, progress) "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
+                (now + lease, figures, job_id, worker),
+            ).rowcount
+        return self.get(job_id) if changed else None
+
+    def finish(
+        self,
+        job_id: str,
+        worker: str,
+        state: JobState,
+        error: str | None = None,
+        progress: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """End the job; False if it was not this worker's any more (nothing changed)."""
+        if state not in ENDED:
+            raise ValueError(f"a job ends as one of {ENDED}, not {state!r}")
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, error = ?, lease_until = NULL, "
+                "progress = COALESCE(?, progress) "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
+                (
+                    state,
+                    now,
+                    error,
+                    json.dumps(progress) if progress is not None else None,
+                    job_id,
+                    worker,
+                ),
+            ).rowcount
+        return bool(changed)

@@ -1,0 +1,215 @@
+"""Workers that take jobs from the queue and run them, durably, one run directory a job.
+
+A job's run directory (``<root>/<job id>``) holds its item-level state (a Checkpoint), so
+a job claimed again after its worker died resumes where that worker stopped. While a job
+runs, a heartbeat thread renews the lease every ``lease / 3`` seconds and stores the
+progress figures; it also notices a cancel request, a lost lease or the job's timeout,
+and then halts the run: no new item starts, those in flight finish and are recorded.
+Between jobs an idle worker looks at the queue every ``poll`` seconds (SQLite has no
+notifications); ``stop()`` wakes it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from symbatcher.hooks.base import Hook, ItemContext, RunContext
+from symbatcher.queue.jobs import Job, JobQueue, JobState
+from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
+from symbatcher.queue.registry import registry as default_registry
+
+logger = logging.getLogger("symbatcher")
+
+
+class _Control(Hook):
+    """Lets the heartbeat thread halt the run: no item starts after ``halt``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: RunContext | None = None
+        self.reason: str | None = None
+        self.ready = threading.Event()
+
+    def on_start(self, run: RunContext) -> None:
+        self.run = run
+        self.ready.set()
+
+    def admit(self, item: ItemContext) -> str | None:
+        return self.reason
+
+    def halt(self, reason: str, status: str) -> None:
+        self.reason = reason
+        if self.run is not None:
+            self.run.halt(reason, status)
+
+
+class JobWorker:
+    """Runs queued jobs one at a time (a pool is several of these, see :class:`WorkerPool`)."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        root: str | Path,
+        *,
+        registry: ExpressionRegistry | None = None,
+        name: str | None = None,
+        lease: float = 30.0,
+        poll: float = 1.0,
+    ) -> None:
+        self.queue = queue
+        self.root = Path(root)
+        self.registry = registry or default_registry
+        self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.poll = poll
+        self._stopping = threading.Event()
+        self.halted = threading.Event()  # set when the heartbeat halts a run (cancel, ...)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def serve(self) -> None:
+        """Run jobs until :meth:`stop`."""
+        while not self._stopping.is_set():
+            if self.run_one() is None:
+                self._stopping.wait(self.poll)
+
+    def run_one(self) -> Job | None:
+        """Claim one job and run it to its end; the ended job, or None if none was queued."""
+        job = self.queue.claim(self.name, self.lease)
+        if job is None:
+            return None
+        try:
+            state, error, progress = self._run(job)
+        except Exception as exc:  # the job fails, the worker goes on
+            logger.exception("symbatcher: job %s failed", job.id)
+            state, error, progress = "failed", f"{type(exc).__name__}: {exc}", None
+        self.queue.finish(job.id, self.name, state, error=error, progress=progress)
+        return self.queue.get(job.id)
+
+    def _run(self, job: Job) -> tuple[JobState, str | None, dict[str, Any] | None]:
+        from symbatcher.cli_batch import bound_expression
+        from symbatcher.hooks import Budget, Checkpoint, Cost, Progress, ProgressEvent
+        from symbatcher.scheduler import BatchScheduler
+
+        try:
+            target = self.registry.get(job.expression)
+        except UnknownExpressionError as exc:
+            return "failed", str(exc), None
+        settings = job.settings
+        items = settings.get("items")
+        if not isinstance(items, list):
+            return "failed", "the job's settings have no 'items' list", None
+        latest: dict[str, Any] = {}
+
+        def on_progress(event: ProgressEvent) -> None:
+            latest.update(_figures(event))
+
+        control = _Control()
+        hooks: list[Any] = [Checkpoint(self.root / job.id), Cost(), control]
+        if settings.get("max_cost") is not None:
+            hooks.append(Budget(float(settings["max_cost"])))
+        hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
+        scheduler = BatchScheduler(
+            hooks=hooks, error_handling=settings.get("error_handling", "continue")
+        )
+        stream = scheduler._stream(
+            bound_expression(target, settings.get("as")),
+            items,
+            int(settings.get("workers", 8)),
+            int(settings.get("batch_size", 5)),
+            {},
+            {"replay_restored": False, "total": len(items)},
+        )
+        reason: list[str] = []
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(job, control, latest, reason, done),
+            name=f"symbatcher-heartbeat-{job.id[:8]}",
+            daemon=True,
+        )
+        beat.start()
+        try:
+            with stream:
+                for _ in stream:
+                    pass
+        finally:
+            done.set()
+            beat.join()
+        stats = stream.stats
+        figures = dict(latest)  # the last progress event, sent at the end of the run
+        if reason:
+            return ("cancelled" if reason[0] == "cancelled" else "failed"), reason[0], figures
+        if stats.status == "budget_reached":
+            return "failed", "budget reached; the rest of the items are pending", figures
+        if stats.failed:
+            return "failed", f"{stats.failed} item(s) failed", figures
+        return "succeeded", None, figures
+
+    def _heartbeat(
+        self,
+        job: Job,
+        control: _Control,
+        latest: dict[str, Any],
+        reason: list[str],
+        done: threading.Event,
+    ) -> None:
+        deadline = time.monotonic() + job.timeout if job.timeout else None
+        while not done.wait(self.lease / 3):
+            current = self.queue.heartbeat(job.id, self.name, self.lease, progress=dict(latest))
+            why = None
+            if current is None:
+                why = "lost the job's lease to another worker"
+            elif current.cancel_requested:
+                why = "cancelled"
+            elif deadline is not None and time.monotonic() > deadline:
+                why = f"timed out after {job.timeout:g} s"
+            if why is not None:
+                reason.append(why)
+                control.ready.wait()
+                control.halt(why, "cancelled")
+                self.halted.set()
+                return
+
+
+def _figures(event: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = dataclasses.asdict(event)
+    return figures
+
+
+class WorkerPool:
+    """``size`` workers in threads of this process, each running jobs one at a time."""
+
+    def __init__(self, queue: JobQueue, root: str | Path, size: int = 2, **options: Any) -> None:
+        if size < 1:
+            raise ValueError(f"a pool needs at least one worker, got {size!r}")
+        self.workers = [JobWorker(queue, root, **options) for _ in range(size)]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> WorkerPool:
+        for worker in self.workers:
+            thread = threading.Thread(target=worker.serve, name=f"symbatcher-{worker.name}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Ask every worker to stop after its current job, and wait for them."""
+        for worker in self.workers:
+            worker.stop()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def __enter__(self) -> WorkerPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

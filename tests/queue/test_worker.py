@@ -1,0 +1,112 @@
+"""Workers run queued jobs durably: results kept per job, cancellation, unknown names."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from symai import Expression, Symbol
+
+from symbatcher.queue import ExpressionRegistry, JobQueue
+from symbatcher.queue.worker import JobWorker, WorkerPool
+from symbatcher.store.base import SUCCEEDED
+from symbatcher.store.sqlite import SQLiteStore
+from symbatcher.testing import SimulatedEngine
+
+names = ExpressionRegistry()
+
+
+@names.register("echo")
+class Echo(Expression):  # type: ignore[misc]
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        return Symbol(str(input)).query("Summarize")
+
+
+@names.register("gated")
+class Gated(Expression):  # type: ignore[misc]
+    """Item "gate" waits until the test lets it go, so a cancel lands mid-run."""
+
+    started: ClassVar[threading.Event] = threading.Event()
+    release: ClassVar[threading.Event] = threading.Event()
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        if input == "gate":
+            Gated.started.set()
+            Gated.release.wait(30)
+        return Symbol(str(input)).query("Summarize")
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> Iterator[JobQueue]:
+    q = JobQueue(tmp_path / "jobs.sqlite")
+    yield q
+    q.close()
+
+
+def succeeded_items(run_dir: Path) -> list[int]:
+    return sorted(r.index for r in SQLiteStore(run_dir).items((SUCCEEDED,)))
+
+
+def test_a_worker_runs_a_job_and_keeps_its_items(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    job = queue.submit("echo", {"items": [f"item-{i}" for i in range(10)], "workers": 4})
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5)
+    ended = worker.run_one()
+    assert ended is not None and ended.id == job.id
+    assert ended.state == "succeeded" and ended.error is None
+    assert ended.progress is not None and ended.progress["succeeded"] == 10
+    assert succeeded_items(tmp_path / "runs" / job.id) == list(range(10))
+    assert engine.call_count == 10
+    assert worker.run_one() is None  # nothing left
+
+
+def test_unknown_expressions_and_bad_settings_fail_the_job_only(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    unknown = queue.submit("os.system", {"items": ["x"]})
+    no_items = queue.submit("echo", {})
+    worker = JobWorker(queue, tmp_path, registry=names)
+    first, second = worker.run_one(), worker.run_one()
+    assert first is not None and first.id == unknown.id and first.state == "failed"
+    assert "no expression registered as 'os.system'" in (first.error or "")
+    assert second is not None and second.id == no_items.id and second.state == "failed"
+    assert engine.call_count == 0
+
+
+def test_cancel_stops_a_running_job_and_keeps_what_finished(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    Gated.started.clear()
+    Gated.release.clear()
+    items = ["a", "b", "gate", *[f"later-{i}" for i in range(50)]]
+    job = queue.submit("gated", {"items": items, "workers": 1})
+    worker = JobWorker(queue, tmp_path, registry=names, lease=0.3)
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.append(worker.run_one()))
+    runner.start()
+    assert Gated.started.wait(30)
+    queue.cancel(job.id)
+    assert worker.halted.wait(30)  # the heartbeat saw the request and halted the run
+    Gated.release.set()  # now the item in flight may finish
+    runner.join(30)
+    ended = result[0]
+    assert ended.state == "cancelled" and ended.error == "cancelled"
+    done = succeeded_items(tmp_path / job.id)
+    assert done[:3] == [0, 1, 2]  # what started finished and was kept
+    assert len(done) < len(items)  # and the rest did not start
+
+
+def test_a_pool_runs_jobs_in_parallel_and_stops(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    jobs = [queue.submit("echo", {"items": [f"{j}-{i}" for i in range(5)]}) for j in range(4)]
+    with WorkerPool(queue, tmp_path, size=2, registry=names, poll=0.05):
+        finished = threading.Event()
+        while queue.counts()["succeeded"] < len(jobs):
+            finished.wait(0.05)  # look again shortly: the queue has no notifications
+    assert {queue.get(j.id).state for j in jobs} == {"succeeded"}
+    assert engine.call_count == 20
