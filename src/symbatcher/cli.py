@@ -14,6 +14,7 @@ from symbatcher.cli_batch import (
     export_command,
     retry_command,
     run_command,
+    serve_command,
     status_command,
 )
 from symbatcher.errors import SymbatcherError
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": status_command,
             "export": export_command,
             "config-schema": config_schema_command,
+            "serve": serve_command,
         }
         return commands[args.command](args)
     except SymbatcherError as exc:

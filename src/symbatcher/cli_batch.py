@@ -72,6 +72,19 @@ def add_commands(commands: Any) -> None:
 
     commands.add_parser("config-schema", help="print the run config's JSON schema")
 
+    serve = commands.add_parser("serve", help="the REST API and workers over a queue folder")
+    serve.add_argument("--dir", default="symbatcher-service", help="queue and job state")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=_positive, default=2, help="jobs run at once")
+    serve.add_argument("--lease", type=float, default=30.0, help="seconds a claim lasts")
+    serve.add_argument(
+        "--import", dest="imports", action="append", default=[], help="a module with @register"
+    )
+    serve.add_argument(
+        "--data-dir", action="append", default=[], help="a folder jobs may read files from"
+    )
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -290,6 +303,27 @@ def run_command(args: argparse.Namespace) -> int:
     if settings.out:
         _export(run_dir, Path(settings.out), "csv" if settings.out.endswith(".csv") else "jsonl")
     return _finish(run_dir, stats.status)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        from symbatcher.api.serve import serve
+    except ImportError as exc:
+        raise CommandError(
+            f"the service needs the server extra: pip install 'symbatcher[server]' ({exc})"
+        ) from None
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
+    serve(
+        args.dir,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        lease=args.lease,
+        imports=args.imports,
+        data_dirs=args.data_dir,
+    )
+    return EXIT_OK
 
 
 def config_schema_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""The REST service (FastAPI + uvicorn, the ``server`` extra): jobs over HTTP."""

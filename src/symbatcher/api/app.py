@@ -1,0 +1,217 @@
+"""The REST API over a :class:`~symbatcher.queue.JobQueue`.
+
+Endpoints: ``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``DELETE /jobs/{id}``
+(cancel), ``GET /jobs/{id}/results`` (JSON Lines, ``offset``/``limit``),
+``GET /jobs/{id}/events`` (server-sent progress events until the job ends), ``GET /stats``,
+``GET /healthz``; OpenAPI docs at ``/docs``. With a token (``SYMBATCHER_API_TOKEN``) every
+endpoint but ``/healthz`` wants ``Authorization: Bearer <token>``. A job names a
+registered expression only, and reads a server-side file only inside the allowed folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue
+from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
+from symbatcher.queue.registry import registry as default_registry
+
+TOKEN_ENV = "SYMBATCHER_API_TOKEN"
+MAX_BODY = 10 * 1024 * 1024
+MAX_ITEMS = 1_000_000
+
+
+class JobSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    workers: int = Field(default=8, ge=1, le=1024)
+    batch_size: int = Field(default=5, ge=1, le=1024)
+    max_cost: float | None = Field(default=None, gt=0)
+    bind_as: str | None = Field(default=None, alias="as")
+    error_handling: Literal["continue", "fail_fast"] = "continue"
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expression: str = Field(description="a registered expression name")
+    items: list[Any] | None = Field(default=None, description="the items, inline")
+    path: str | None = Field(default=None, description="or a data file in an allowed folder")
+    settings: JobSettings = Field(default_factory=lambda: JobSettings())
+    priority: int = 0
+    timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    progress = job.progress or {}
+    return {
+        "id": job.id,
+        "expression": job.expression,
+        "status": job.state,
+        "priority": job.priority,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "cancel_requested": job.cancel_requested,
+        "error": job.error,
+        "total": len(job.settings.get("items") or []),
+        "progress": {
+            key: progress.get(key)
+            for key in ("done", "succeeded", "failed", "items_per_second", "eta_seconds")
+        }
+        | {"tokens": progress.get("tokens"), "cost": progress.get("cost")},
+    }
+
+
+def create_app(
+    queue: JobQueue,
+    runs_root: str | Path,
+    *,
+    registry: ExpressionRegistry | None = None,
+    token: str | None = None,
+    data_dirs: list[str | Path] | None = None,
+    max_body: int = MAX_BODY,
+    event_interval: float = 0.5,
+) -> FastAPI:
+    names = registry or default_registry
+    secret = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    allowed = [Path(d).resolve() for d in (data_dirs or [])]
+    root = Path(runs_root)
+    app = FastAPI(title="symbatcher", description=__doc__)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return JSONResponse({"detail": f"body over {max_body} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def authorized(request: Request) -> None:
+        if secret is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+
+    guard = [Depends(authorized)]
+
+    def existing(job_id: str) -> Job:
+        try:
+            return queue.get(job_id)
+        except JobNotFoundError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/jobs", status_code=201, dependencies=guard)
+    def submit(request: JobRequest) -> dict[str, Any]:
+        try:
+            names.get(request.expression)
+        except UnknownExpressionError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if (request.items is None) == (request.path is None):
+            raise HTTPException(422, "give either 'items' or 'path'")
+        items = request.items if request.items is not None else _read(request.path, allowed)
+        if len(items) > MAX_ITEMS:
+            raise HTTPException(413, f"more than {MAX_ITEMS} items")
+        settings = request.settings.model_dump(by_alias=True)
+        job = queue.submit(
+            request.expression,
+            {**settings, "items": items},
+            priority=request.priority,
+            timeout=request.timeout,
+        )
+        return job_view(job)
+
+    @app.get("/jobs", dependencies=guard)
+    def list_jobs(
+        status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> list[dict[str, Any]]:
+        return [job_view(job) for job in queue.list(status, limit, offset)]
+
+    @app.get("/jobs/{job_id}", dependencies=guard)
+    def get_job(job_id: str) -> dict[str, Any]:
+        return job_view(existing(job_id))
+
+    @app.delete("/jobs/{job_id}", dependencies=guard)
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        existing(job_id)
+        return job_view(queue.cancel(job_id))
+
+    @app.get("/jobs/{job_id}/results", dependencies=guard)
+    def results(
+        job_id: str, offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100_000)
+    ) -> StreamingResponse:
+        existing(job_id)
+        return StreamingResponse(
+            _result_lines(root / job_id, offset, limit), media_type="application/x-ndjson"
+        )
+
+    @app.get("/jobs/{job_id}/events", dependencies=guard)
+    async def events(job_id: str) -> StreamingResponse:
+        existing(job_id)
+        return StreamingResponse(
+            _events(queue, job_id, event_interval), media_type="text/event-stream"
+        )
+
+    @app.get("/stats", dependencies=guard)
+    def stats() -> dict[str, Any]:
+        return {"jobs": queue.counts(), "expressions": names.names()}
+
+    return app
+
+
+def _read(path: str | None, allowed: list[Path]) -> list[Any]:
+    from symbatcher.data import DataFormatError, read
+
+    assert path is not None
+    target = Path(path).resolve()
+    if not any(target.is_relative_to(folder) for folder in allowed):
+        raise HTTPException(403, f"{path} is not in a folder this server reads from")
+    try:
+        return list(read(target))
+    except DataFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _result_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
+    from symbatcher.store.export import result_row
+    from symbatcher.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(run_dir)
+    if not store.path.is_file():
+        return
+    for number, record in enumerate(store.items()):
+        if number < offset:
+            continue
+        if number >= offset + limit:
+            return
+        yield json.dumps(result_row(record), ensure_ascii=False) + "\n"
+
+
+async def _events(queue: JobQueue, job_id: str, interval: float) -> AsyncIterator[str]:
+    last: str | None = None
+    while True:
+        job = await asyncio.to_thread(queue.get, job_id)
+        view = json.dumps(job_view(job))
+        if view != last:
+            last = view
+            yield f"event: progress\ndata: {view}\n\n"
+        if job.state in ENDED:
+            yield f"event: end\ndata: {json.dumps({'status': job.state})}\n\n"
+            return
+        await asyncio.sleep(interval)  # the queue has no notifications: look again

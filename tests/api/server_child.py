@@ -1,0 +1,34 @@
+"""A symbatcher service for the API tests: `echo` registered, a simulated engine.
+
+python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from symai import Expression, Symbol
+
+from symbatcher.api.serve import serve
+from symbatcher.queue import register
+from symbatcher.testing import SimulatedEngine, use_engine
+
+
+@register("echo")
+class Echo(Expression):  # type: ignore[misc]
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        return Symbol(str(input)).query("Summarize")
+
+
+if __name__ == "__main__":
+    folder, port, latency, lease, token, data_dir = sys.argv[1:7]
+    with use_engine(SimulatedEngine(latency=float(latency))):
+        serve(
+            folder,
+            port=int(port),
+            workers=1,
+            lease=float(lease),
+            token=token or None,
+            data_dirs=[data_dir],
+        )

@@ -1,0 +1,206 @@
+"""The REST service end to end: a real uvicorn server on 127.0.0.1 in a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHILD = Path(__file__).with_name("server_child.py")
+TOKEN = "s3cret"
+
+
+class Service:
+    def __init__(self, folder: Path, data_dir: Path, latency: float, lease: float) -> None:
+        self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> Service:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        args = [str(self.folder), str(port), str(self.latency), str(self.lease), TOKEN]
+        self.process = subprocess.Popen(
+            [sys.executable, str(CHILD), *args, str(self.data_dir)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        with httpx.Client() as client:  # up when it answers; the process may not be yet
+            for _ in range(300):
+                try:
+                    if client.get(f"{self.url}/healthz", timeout=0.2).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if self.process.poll() is not None:
+                    raise RuntimeError("the service exited at start")
+                threading_wait(0.05)
+        raise RuntimeError("the service did not come up")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+
+def threading_wait(seconds: float) -> None:
+    import threading
+
+    threading.Event().wait(seconds)  # a pause between looks at a server starting up
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    (tmp_path / "data").mkdir()
+    running = Service(tmp_path / "svc", tmp_path / "data", latency=0.01, lease=1.0).start()
+    yield running
+    running.stop()
+
+
+def events(client: httpx.Client, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The job's server-sent events, parsed, until the stream ends."""
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                yield kind, json.loads(line[6:])
+
+
+def results(client: httpx.Client, job_id: str, **params: int) -> list[dict[str, Any]]:
+    response = client.get(f"/jobs/{job_id}/results", params=params)
+    assert response.status_code == 200
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_submit_watch_and_page_results(service: Service) -> None:
+    with service.client() as client:
+        created = client.post("/jobs", json={"expression": "echo", "items": list(range(30))})
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert job["status"] in ("queued", "running") and job["total"] == 30
+        seen = list(events(client, job["id"]))
+        assert seen[-1] == ("end", {"status": "succeeded"})
+        done = [data for kind, data in seen if kind == "progress"][-1]
+        assert done["progress"]["succeeded"] == 30
+        page = results(client, job["id"], offset=10, limit=5)
+        assert [row["index"] for row in page] == [10, 11, 12, 13, 14]
+        assert all(str(row["index"]) in str(row["output"]) for row in page)
+        assert len(results(client, job["id"])) == 30
+        assert [j["id"] for j in client.get("/jobs", params={"status": "succeeded"}).json()] == [
+            job["id"]
+        ]
+        assert client.get("/stats").json()["jobs"]["succeeded"] == 1
+        assert client.get("/openapi.json").status_code == 200
+
+
+def test_a_token_guards_everything_but_health(service: Service) -> None:
+    with httpx.Client(base_url=service.url) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/jobs").status_code == 401
+        assert anonymous.post("/jobs", json={"expression": "echo", "items": [1]}).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert anonymous.get("/stats", headers=wrong).status_code == 401
+
+
+def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text('"x"\n', encoding="utf-8")
+    inside = service.data_dir / "items.jsonl"
+    inside.write_text('"a"\n"b"\n', encoding="utf-8")
+    with service.client() as client:
+        unknown = client.post("/jobs", json={"expression": "os.system", "items": [1]})
+        assert unknown.status_code == 422 and "os.system" in unknown.text
+        malformed = client.post(
+            "/jobs", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert malformed.status_code == 422
+        bad = client.post(
+            "/jobs", json={"expression": "echo", "items": [1], "settings": {"workers": 0}}
+        )
+        assert bad.status_code == 422 and "workers" in bad.text
+        extra = client.post("/jobs", json={"expression": "echo", "items": [1], "wobble": 1})
+        assert extra.status_code == 422 and "wobble" in extra.text
+        both = client.post("/jobs", json={"expression": "echo", "items": [1], "path": str(inside)})
+        assert both.status_code == 422
+        forbidden = client.post("/jobs", json={"expression": "echo", "path": str(outside)})
+        assert forbidden.status_code == 403
+        huge = client.post(
+            "/jobs",
+            content=b"x" * (11 * 1024 * 1024),
+            headers={"content-type": "application/json"},
+        )
+        assert huge.status_code == 413
+        assert client.get("/jobs/nope").status_code == 404
+        from_file = client.post("/jobs", json={"expression": "echo", "path": str(inside)})
+        assert from_file.status_code == 201 and from_file.json()["total"] == 2
+
+
+def test_cancel_a_running_job(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    slow = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=0.6).start()
+    try:
+        with slow.client() as client:
+            body = {"expression": "echo", "items": list(range(300)), "settings": {"workers": 2}}
+            job = client.post("/jobs", json=body).json()
+            for kind, data in events(client, job["id"]):
+                if kind == "progress" and (data["progress"]["done"] or 0) >= 4:
+                    assert client.delete(f"/jobs/{job['id']}").status_code == 200
+                    break
+            final = list(events(client, job["id"]))[-1]
+            assert final == ("end", {"status": "cancelled"})
+            kept = results(client, job["id"])
+            succeeded = [r for r in kept if r["status"] == "succeeded"]
+            assert 4 <= len(succeeded) < 300  # what finished is kept; the rest never started
+    finally:
+        slow.stop()
+
+
+def test_a_killed_server_loses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    first = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=1.0).start()
+    try:
+        with first.client() as client:
+            body = {"expression": "echo", "items": list(range(80)), "settings": {"workers": 2}}
+            job = client.post("/jobs", json=body).json()
+            for kind, data in events(client, job["id"]):
+                if kind == "progress" and (data["progress"]["done"] or 0) >= 6:
+                    break
+        first.kill()  # SIGKILL mid-job
+    finally:
+        first.stop()
+    second = Service(tmp_path / "svc", tmp_path / "data", latency=0.01, lease=1.0).start()
+    try:
+        with second.client() as client:
+            final = list(events(client, job["id"]))[-1]
+            assert final == ("end", {"status": "succeeded"})
+            rows = results(client, job["id"], limit=1000)
+            assert sorted(row["index"] for row in rows) == list(range(80))  # each once
+            assert all(row["status"] == "succeeded" for row in rows)
+    finally:
+        second.stop()
