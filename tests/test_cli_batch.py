@@ -202,3 +202,19 @@ def test_the_published_schema_is_current(capsys: pytest.CaptureFixture[str]) -> 
     published = Path(__file__).parent.parent / "schemas" / "run-config.schema.json"
     assert json.loads(published.read_text(encoding="utf-8")) == printed
     assert printed["additionalProperties"] is False and "as" in printed["properties"]
+
+
+def test_a_budget_stops_the_run_with_its_own_exit_code(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from symbatcher.testing import use_engine
+
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(40)])
+    priced = SimulatedEngine(model="claude-sonnet-4-5")  # symai has a price for it
+    with use_engine(priced):
+        args = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--workers", "1"]
+        assert main([*args, "--max-cost", "0.0003"]) == 4
+        assert 0 < priced.call_count < 40
+        assert "pending" in capsys.readouterr().err
+        assert main([*args, "--max-cost", "1"]) == 0  # a larger budget finishes the rest
+    assert priced.call_count == 40  # nothing paid for twice
