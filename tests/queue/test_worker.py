@@ -110,3 +110,23 @@ def test_a_pool_runs_jobs_in_parallel_and_stops(
             finished.wait(0.05)  # look again shortly: the queue has no notifications
     assert {queue.get(j.id).state for j in jobs} == {"succeeded"}
     assert engine.call_count == 20
+
+
+def test_a_job_past_its_timeout_is_stopped(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    Gated.started.clear()
+    Gated.release.clear()
+    job = queue.submit("gated", {"items": ["gate", "x", "y"], "workers": 1}, timeout=0.2)
+    worker = JobWorker(queue, tmp_path, registry=names, lease=0.3)
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.append(worker.run_one()))
+    runner.start()
+    assert Gated.started.wait(30)
+    assert worker.halted.wait(30)  # the heartbeat saw the deadline pass
+    Gated.release.set()
+    runner.join(30)
+    ended = result[0]
+    assert ended.id == job.id and ended.state == "failed"
+    assert ended.error == "timed out after 0.2 s"
+    assert succeeded_items(tmp_path / job.id) == [0]  # the item in flight finished, kept
