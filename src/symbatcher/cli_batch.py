@@ -223,7 +223,7 @@ def _settings(args: argparse.Namespace) -> Any:
     """The config file's settings with the command line's on top, validated together."""
     from pydantic import ValidationError
 
-    from symbatcher.config import ConfigError, RunConfig, load_config
+    from symbatcher.config import ConfigError, RunConfig, load_config, problems
 
     base = load_config(args.config) if args.config else RunConfig.model_validate({})
     given = {
@@ -243,11 +243,8 @@ def _settings(args: argparse.Namespace) -> Any:
     try:
         settings = RunConfig.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        option = lambda key: "--" + key.replace("_", "-").replace(".", "-")  # noqa: E731
+        raise ConfigError(problems(exc, option)) from None
     if not settings.expression or not settings.items:
         raise CommandError("give EXPRESSION and DATA, on the command line or in --config")
     return settings

@@ -8,6 +8,7 @@ Unknown keys, wrong types and missing fields are refused with a message naming t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,17 +82,22 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"`{'.'.join(str(p) for p in error['loc']) or '(top)'}`: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {problems(exc, lambda key: f'`{key}`')}") from None
     base = source.parent
     for key in ("items", "run_dir", "out"):
         value = getattr(config, key)
         if value and value != "-" and not Path(value).is_absolute():
             setattr(config, key, str(base / value))
     return config
+
+
+def problems(exc: ValidationError, name: Callable[[str], str]) -> str:
+    """Every validation error, each led by the key it is about (``name`` spells the key:
+    as in the file, or as the command-line option)."""
+    return "; ".join(
+        f"{name('.'.join(str(p) for p in error['loc']) or '(top)')}: {error['msg']}"
+        for error in exc.errors()
+    )
 
 
 def items_at(data: Any, dotted: str, source: str) -> list[Any]:

@@ -161,17 +161,23 @@ def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
         assert from_file.status_code == 201 and from_file.json()["total"] == 2
 
 
+def submit_and_wait(client: httpx.Client, items: int, done: int) -> dict[str, Any]:
+    """Submit an echo job, and return once its progress events show ``done`` items."""
+    body = {"expression": "echo", "items": list(range(items)), "settings": {"workers": 2}}
+    job: dict[str, Any] = client.post("/jobs", json=body).json()
+    for kind, data in events(client, job["id"]):
+        if kind == "progress" and (data["progress"]["done"] or 0) >= done:
+            return job
+    raise AssertionError("the job ended before it got that far")
+
+
 def test_cancel_a_running_job(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     slow = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=0.6).start()
     try:
         with slow.client() as client:
-            body = {"expression": "echo", "items": list(range(300)), "settings": {"workers": 2}}
-            job = client.post("/jobs", json=body).json()
-            for kind, data in events(client, job["id"]):
-                if kind == "progress" and (data["progress"]["done"] or 0) >= 4:
-                    assert client.delete(f"/jobs/{job['id']}").status_code == 200
-                    break
+            job = submit_and_wait(client, 300, done=4)
+            assert client.delete(f"/jobs/{job['id']}").status_code == 200
             final = list(events(client, job["id"]))[-1]
             assert final == ("end", {"status": "cancelled"})
             kept = results(client, job["id"])
@@ -186,11 +192,7 @@ def test_a_killed_server_loses_nothing(tmp_path: Path) -> None:
     first = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=1.0).start()
     try:
         with first.client() as client:
-            body = {"expression": "echo", "items": list(range(80)), "settings": {"workers": 2}}
-            job = client.post("/jobs", json=body).json()
-            for kind, data in events(client, job["id"]):
-                if kind == "progress" and (data["progress"]["done"] or 0) >= 6:
-                    break
+            job = submit_and_wait(client, 80, done=6)
         first.kill()  # SIGKILL mid-job
     finally:
         first.stop()
