@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from common import baseline, measure_in_subprocess, peak_rss_mb
+from common import baseline, best_of, measure_in_subprocess, peak_rss_mb
 
 
 def _one_call_expression() -> type:
@@ -169,8 +169,7 @@ def throughput_table(args: argparse.Namespace, url: str, cpu: float) -> None:
                 spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
                 runs[mode].append(run({**spec, "server": latency}))
         for mode, label in labels.items():
-            row = dict(min(runs[mode], key=lambda r: r["wall"]))
-            row["cpu_per_query_ms"] = min(r["cpu_per_query_ms"] for r in runs[mode])
+            row = best_of(runs[mode], least=("cpu_per_query_ms",))
             print(
                 f"| {label} | {workers} | {args.n} | {row['wall']:.1f} "
                 f"| {row['queries_per_s']:.0f} | {ideal:.1f} | {ideal / row['wall']:.2f} "

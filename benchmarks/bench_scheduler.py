@@ -25,7 +25,7 @@ import time
 from itertools import product
 from typing import Any
 
-from common import baseline, measure_in_subprocess, peak_rss_mb
+from common import baseline, best_of, measure_in_subprocess, peak_rss_mb
 
 
 # ----------------------------------------------------------------- in the subprocess
@@ -47,6 +47,10 @@ def _engine(kind: str, latency: float) -> Any:
 
     cls = SimulatedBatchEngine if kind == "list" else SimulatedEngine
     return cls(latency=latency, record_calls=False)
+
+
+#: each figure's best reading over repeated runs (see common.best_of)
+BEST: dict[str, Any] = {"least": ("cpu_per_call_us", "rss_mb"), "most": ("calls_per_s",)}
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -97,15 +101,6 @@ def run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     return measure_in_subprocess(__file__, spec)
 
 
-def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest run's figures, with the least CPU and RSS seen in any of them."""
-    best = dict(min(runs, key=lambda r: r["wall"]))
-    best["cpu_per_call_us"] = min(r["cpu_per_call_us"] for r in runs)
-    best["rss_mb"] = min(r["rss_mb"] for r in runs)
-    best["calls_per_s"] = max(r["calls_per_s"] for r in runs)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
@@ -133,7 +128,8 @@ def main() -> None:
                 {"mode": "ceiling", "n": 2000, "calls": 1, "engine": "plain", "latency": 0.0}
             )
             for _ in range(max(args.repeat, 2))
-        ]
+        ],
+        **BEST,
     )
     cpu = ceiling["cpu_per_call_us"] / 1e6
     print(
@@ -162,7 +158,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 ours_runs.append(run_in_subprocess({**base, "mode": "scheduler", "batch": batch}))
                 pool_runs.append(run_in_subprocess({**base, "mode": "pool"}))
-            ours, pool = best_of(ours_runs), best_of(pool_runs)
+            ours, pool = best_of(ours_runs, **BEST), best_of(pool_runs, **BEST)
             demanded = workers / args.latency
             flag = "" if demanded > ceiling["calls_per_s"] / 4 else " (target 0.9)"
             print(

@@ -31,6 +31,19 @@ def baseline(mode: str, expr: type, data: list[Any], workers: int = 1) -> None:
         list(pool.map(one, data))
 
 
+def best_of(
+    runs: list[dict[str, Any]], least: tuple[str, ...] = (), most: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The fastest run's figures, with the least (or most) of the named ones seen in any run:
+    on a noisy machine each figure's best reading is the closest to the truth."""
+    best = dict(min(runs, key=lambda r: r["wall"]))
+    for key in least:
+        best[key] = min(r[key] for r in runs)
+    for key in most:
+        best[key] = max(r[key] for r in runs)
+    return best
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
