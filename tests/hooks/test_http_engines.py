@@ -101,17 +101,19 @@ def test_unconfigured_limit_is_learned_from_429s(
 ) -> None:
     local_server.configure(rpm=1200, burst_seconds=0.5, latency=0.02)  # 20/s, 10 at once
     limit = RateLimit()  # nothing configured: adapts to the 429s
-    results = BatchScheduler(hooks=[limit])(
-        expr=OneStep, dataset=[f"item-{i}" for i in range(120)], num_workers=30
-    )
-    stats = local_server.stats()
-    assert results.stats.failed == 0
-    assert stats["ok"] == 120
-    assert stats["rate_limited"] >= 1  # it had to learn
-    # and it learned: without pacing this run meets ~2 429s per call (measured: 265)
-    assert stats["rate_limited"] <= 100, stats
+    scheduler = BatchScheduler(hooks=[limit])
+    first = scheduler(expr=OneStep, dataset=[f"item-{i}" for i in range(120)], num_workers=30)
+    learning = local_server.stats()
+    assert first.stats.failed == 0 and learning["ok"] == 120
+    assert learning["rate_limited"] >= 1  # it had to learn
     learned = next(iter(limit.learned_rpm.values()))
     assert learned is not None and learned < 2400
+    # settled: the same hook keeps what it learned; without it this run meets ~2 429s a call
+    local_server.configure(reset=True)
+    second = scheduler(expr=OneStep, dataset=[f"more-{i}" for i in range(120)], num_workers=30)
+    settled = local_server.stats()
+    assert second.stats.failed == 0 and settled["ok"] == 120
+    assert settled["rate_limited"] <= 24, settled
 
 
 def test_configured_rpm_keeps_under_the_server_limit(
