@@ -132,8 +132,6 @@ def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
             yield json.loads(line)
         except json.JSONDecodeError as exc:
             yield BadRecord(name, number, f"not valid JSON ({exc.msg}, column {exc.colno})")
-        except UnicodeDecodeError as exc:  # pragma: no cover - raised by the reader
-            yield BadRecord(name, number, f"not UTF-8 ({exc.reason})")
 
 
 def _csv(stream: IO[str], name: str) -> Iterator[Any]:

@@ -34,19 +34,20 @@ class _Control(Hook):
         super().__init__()
         self.run: RunContext | None = None
         self.reason: str | None = None
-        self.ready = threading.Event()
 
     def on_start(self, run: RunContext) -> None:
         self.run = run
-        self.ready.set()
+        if self.reason is not None:  # halted before the run started: halt it now
+            run.halt(self.reason, "cancelled")
 
     def admit(self, item: ItemContext) -> str | None:
         return self.reason
 
     def halt(self, reason: str, status: str) -> None:
+        """Never waits: the run may not have started (or may never start)."""
         self.reason = reason
         if self.run is not None:
-            self.run.halt(reason, status)
+            self.run.halt(reason, status)  # the first reason wins, so twice is harmless
 
 
 class JobWorker:
@@ -173,7 +174,6 @@ class JobWorker:
                 why = f"timed out after {job.timeout:g} s"
             if why is not None:
                 reason.append(why)
-                control.ready.wait()
                 control.halt(why, "cancelled")
                 self.halted.set()
                 return
