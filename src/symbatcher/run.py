@@ -238,8 +238,7 @@ class Run:
             route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
             for number in range(self._num_workers):
                 thread = threading.Thread(
-                    target=self._work,
-                    args=(route, number),
+                    target=_Worker(self, route, number),
                     name=f"{self._name}-worker{number}",
                     daemon=True,
                 )
@@ -461,34 +460,6 @@ class Run:
                 return index, restored
         return None
 
-    def _work(self, route: RunRoute, number: int) -> None:
-        dispatcher = route.dispatcher
-        backlog = _Backlog()
-        try:
-            with routed_to(route):
-                try:
-                    expr = self._make_expr(number)
-                except Exception as exc:
-                    self._fail(exc, cancel=True)
-                    return
-                taken = self._take(dispatcher, busy=False)
-                while taken is not None:
-                    index, item = taken
-                    if self._hooks is not None:
-                        self._run_hooked(expr, index, item, backlog)
-                        taken = self._take(dispatcher, busy=True)
-                        continue
-                    try:
-                        outcome: Any = expr(input=item, **self._call_kwargs)
-                    except BaseException as exc:
-                        outcome = self._item_failed(index, exc)
-                    self._deliver(index, outcome)
-                    taken = self._take(dispatcher, busy=True)
-        finally:
-            backlog.drain()  # this worker's outcomes are handed on before it says it left
-            if self._collected is None:
-                self._outbox.put(_WORKER_EXIT)
-
     def _item_failed(self, index: int, exc: BaseException) -> ItemError:
         """The item's error slot; ``fail_fast`` (or a KeyboardInterrupt and the like) also
         stops the run."""
@@ -500,52 +471,6 @@ class Run:
             self._fail(exc, cancel=True)
         return outcome
 
-    def _run_hooked(self, expr: Any, index: int, item: Any, backlog: _Backlog) -> None:
-        """One item with the hooks around it. A hook failing outside the item (the store
-        cannot write) stops the run: going on would lose what it could not record."""
-        hooks, run = self._hooks, self.context
-        assert hooks is not None and run is not None
-        context = ItemContext(index, item, run)
-        try:
-            reason = hooks.admit(context)
-            if reason is not None:
-                self._stopping = True  # no new items; those in flight finish
-                self._deliver(index, ItemPending(index, reason))
-                return
-            hooks.item_start(context)
-        except Exception as exc:
-            self._fail(exc, cancel=True)
-            self._deliver(index, ItemError.from_exception(index, exc))
-            return
-        run.item_started()
-        outcome: Any
-        # symai walks every frame above an engine call and type-checks each local (looking
-        # for a DynamicEngine), so the frames around the expression are kept few and small
-        try:
-            with working_on(context):
-                if hooks.wraps_items:
-                    call = functools.partial(expr, input=item, **self._call_kwargs)
-                    outcome = hooks.run_item(context, call)
-                else:
-                    outcome = expr(input=item, **self._call_kwargs)
-        except BaseException as exc:
-            outcome = self._item_failed(index, exc)
-        run.item_finished(context, failed=isinstance(outcome, ItemError))
-        pending: list[Future[Any]] = []
-        try:
-            pending = hooks.item_done(context, outcome)
-        except Exception as exc:
-            logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
-            self._fail(exc, cancel=True)
-        if not pending:
-            self._deliver(index, outcome)
-            return
-        # Handed on once durable; meanwhile this worker goes on. At most one of its
-        # outcomes waits at a time, so what a crash can lose stays bounded by the workers.
-        backlog.add(pending, run.idle)
-        waited = pending[0] if len(pending) == 1 else _when_all(pending)
-        waited.add_done_callback(lambda done: self._durable(index, outcome, done, backlog))
-
     def _durable(self, index: int, outcome: Any, done: Future[Any], backlog: _Backlog) -> None:
         try:
             error = done.exception()
@@ -555,3 +480,123 @@ class Run:
             self._deliver(index, outcome)
         finally:
             backlog.done()
+
+
+class _Worker:
+    """One worker thread of a run: takes items and runs the expression on each.
+
+    Its state lives on this object, not in local variables, and the frames under the
+    expression each hold just ``self``: on every query symai walks all frames of the
+    calling thread and type-checks each of their locals (looking for a DynamicEngine), a
+    few microseconds per local, per query.
+    """
+
+    __slots__ = ("backlog", "context", "expr", "index", "item", "number", "outcome", "route", "run")
+
+    def __init__(self, run: Run, route: RunRoute, number: int) -> None:
+        self.run = run
+        self.route = route
+        self.number = number
+        self.backlog = _Backlog()
+        self.expr: Any = None
+        self.index = 0
+        self.item: Any = None
+        self.outcome: Any = None
+        self.context: ItemContext | None = None
+
+    def __call__(self) -> None:
+        try:
+            with routed_to(self.route):
+                try:
+                    self.expr = self.run._make_expr(self.number)
+                except Exception as exc:
+                    self.run._fail(exc, cancel=True)
+                    return
+                if self._take(busy=False):
+                    while True:
+                        if self.run._hooks is not None:
+                            self._run_hooked()
+                        else:
+                            try:
+                                self.outcome = self.expr(input=self.item, **self.run._call_kwargs)
+                            except BaseException as exc:
+                                self.outcome = self.run._item_failed(self.index, exc)
+                            self.run._deliver(self.index, self.outcome)
+                        self.outcome = self.item = None
+                        if not self._take(busy=True):
+                            break
+        finally:
+            self.backlog.drain()  # this worker's outcomes are handed on before it says it left
+            if self.run._collected is None:
+                self.run._outbox.put(_WORKER_EXIT)
+
+    def _take(self, *, busy: bool) -> bool:
+        taken = self.run._take(self.route.dispatcher, busy)
+        if taken is None:
+            return False
+        self.index, self.item = taken
+        return True
+
+    def _run_hooked(self) -> None:
+        """One item with the hooks around it."""
+        if not self._begin_item():
+            return
+        assert self.context is not None
+        try:
+            with working_on(self.context):
+                if self.run._hooks is not None and self.run._hooks.wraps_items:
+                    self.outcome = self.run._hooks.wrap_item(
+                        self.context,
+                        functools.partial(self.expr, input=self.item, **self.run._call_kwargs),
+                    )()
+                else:
+                    self.outcome = self.expr(input=self.item, **self.run._call_kwargs)
+        except BaseException as exc:
+            self.outcome = self.run._item_failed(self.index, exc)
+        self._item_done()
+
+    def _begin_item(self) -> bool:
+        """Admit and start the item; False if it is not to run. A hook failing outside the
+        item (the store cannot write) stops the run: going on would lose what it could not
+        record."""
+        run = self.run
+        hooks, ctx = run._hooks, run.context
+        assert hooks is not None and ctx is not None
+        index = self.index
+        context = ItemContext(index, self.item, ctx)
+        try:
+            reason = hooks.admit(context)
+            if reason is not None:
+                run._stopping = True  # no new items; those in flight finish
+                run._deliver(index, ItemPending(index, reason))
+                return False
+            hooks.item_start(context)
+        except Exception as exc:
+            run._fail(exc, cancel=True)
+            run._deliver(index, ItemError.from_exception(index, exc))
+            return False
+        ctx.item_started()
+        self.context = context
+        return True
+
+    def _item_done(self) -> None:
+        run, context, outcome, index = self.run, self.context, self.outcome, self.index
+        hooks, ctx = run._hooks, run.context
+        assert hooks is not None and ctx is not None and context is not None
+        self.context = None
+        ctx.item_finished(context, failed=isinstance(outcome, ItemError))
+        pending: list[Future[Any]] = []
+        try:
+            pending = hooks.item_done(context, outcome)
+        except Exception as exc:
+            logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
+            run._fail(exc, cancel=True)
+        if not pending:
+            run._deliver(index, outcome)
+            return
+        # Handed on once durable; meanwhile this worker goes on. At most one of its
+        # outcomes waits at a time, so what a crash can lose stays bounded by the workers.
+        backlog = self.backlog
+        backlog.add(pending, ctx.idle)
+        waited = pending[0] if len(pending) == 1 else _when_all(pending)
+        waited.add_done_callback(lambda done: run._durable(index, outcome, done, backlog))

@@ -121,10 +121,15 @@ class HookChain:
             hook.on_item_start(item)
 
     def run_item(self, item: ItemContext, proceed: Callable[[], Any]) -> Any:
+        return self.wrap_item(item, proceed)()
+
+    def wrap_item(self, item: ItemContext, proceed: Callable[[], Any]) -> Callable[[], Any]:
+        """``proceed`` inside every ``around_item``, to call from the worker's own frame
+        (see :class:`_Nested`)."""
         call = proceed
         for hook in reversed(self._item_wrappers):
-            call = _bind(hook.around_item, item, call)
-        return call()
+            call = _Nested(hook.around_item, item, call)
+        return call
 
     def run_call(
         self, engine_name: str, engine: Any, argument: Any, proceed: Callable[[], Any]
@@ -133,7 +138,7 @@ class HookChain:
         context = CallContext(engine_name, engine, argument, item, CallRecord(engine_name))
         call = proceed
         for hook in reversed(self._call_wrappers):
-            call = _bind(hook.around_call, context, call)
+            call = _Nested(hook.around_call, context, call)
         try:
             return call()
         finally:
@@ -168,7 +173,21 @@ class HookChain:
             raise first
 
 
-def _bind(
-    method: Callable[[Any, Callable[[], Any]], Any], context: Any, inner: Callable[[], Any]
-) -> Callable[[], Any]:
-    return lambda: method(context, inner)
+class _Nested:
+    """``method(context, inner)`` as a callable whose frame holds one local: symai
+    type-checks every local of every frame above an engine call, on every query."""
+
+    __slots__ = ("context", "inner", "method")
+
+    def __init__(
+        self,
+        method: Callable[[Any, Callable[[], Any]], Any],
+        context: Any,
+        inner: Callable[[], Any],
+    ) -> None:
+        self.method = method
+        self.context = context
+        self.inner = inner
+
+    def __call__(self) -> Any:
+        return self.method(self.context, self.inner)
