@@ -46,40 +46,41 @@ _run_numbers = itertools.count(1)
 
 class _Backlog:
     """A worker's one outcome waiting for hooks' futures (its commit) before it is handed
-    on: the worker goes on meanwhile, but waits before it leaves one more behind."""
+    on: the worker goes on meanwhile, but waits before it leaves one more behind.
 
-    __slots__ = ("cond", "waiting")
+    A plain lock held while an outcome is outstanding: taking it waits for the previous
+    one, the commit's callback releases it (from another thread, which a lock allows).
+    """
+
+    __slots__ = ("held", "waiting")
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.waiting: list[Future[Any]] | None = None  # the outstanding outcome's futures
+        self.held = threading.Lock()
+        self.waiting: list[Future[Any]] = []  # the outstanding outcome's futures
 
     def add(self, futures: list[Future[Any]], idle: Callable[[], Any]) -> None:
         """Wait until the previous outcome was handed on (marked idle meanwhile), then
         hold this one's futures."""
-        if self.waiting is not None:
+        if not self.held.acquire(blocking=False):
             self.hurry()
-            with idle(), self.cond:
-                while self.waiting is not None:
-                    self.cond.wait()
+            with idle():
+                self.held.acquire()
         self.waiting = futures
 
     def done(self) -> None:
-        with self.cond:
-            self.waiting = None
-            self.cond.notify_all()
+        self.waiting = []
+        self.held.release()
 
     def drain(self) -> None:
-        if self.waiting is not None:
+        if self.held.locked():
             self.hurry()
-        with self.cond:
-            while self.waiting is not None:
-                self.cond.wait()
+        with self.held:
+            pass
 
     def hurry(self) -> None:
         """Ask what the outstanding outcome waits for to complete now (a store's gathered
         commit); a future offers that with an ``expedite()`` method."""
-        for future in self.waiting or ():
+        for future in self.waiting:
             expedite = getattr(future, "expedite", None)
             if expedite is not None and not future.done():
                 expedite()

@@ -78,7 +78,9 @@ UPDATE items SET prompt_tokens = prompt_tokens + ?, completion_tokens = completi
 """
 _FINISH = """
 UPDATE items SET status = ?, result = ?, error_type = ?, error_message = ?,
-    error_traceback = ?, attempts = attempts + ?, completed_at = ? WHERE idx = ?
+    error_traceback = ?, attempts = attempts + ?, completed_at = ?,
+    prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
+    cost = cost + ? WHERE idx = ?
 """
 _META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -92,10 +94,12 @@ _COLUMNS = (
 Synchronous = Literal["FULL", "NORMAL"]
 _UNTRACKED: Future[None] = Future()  # what untracked writes return: nobody waits on it
 _URGENT = frozenset({"meta", "now"})
+_NO_CALLS = (0, 0, 0.0)
 
 
 class Durable(Future[None]):
-    """Completes when the write is committed; ``expedite()`` asks for the commit now."""
+    """Completes when the writes it stands for are committed; ``expedite()`` asks for the
+    commit now. One per commit: every write of a group shares it."""
 
     def __init__(self, store: SQLiteStore) -> None:
         super().__init__()
@@ -128,6 +132,10 @@ class SQLiteStore(RunStore):
         self._lock: RunLock | None = None
         self._conn: sqlite3.Connection | None = None
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        # the future of the writes queued since the writer last took the queue; queueing a
+        # write and taking the queue both hold the lock, so a write's future is its commit's
+        self._group_lock = threading.Lock()
+        self._group: Durable | None = None
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.commits = 0
@@ -246,10 +254,13 @@ class SQLiteStore(RunStore):
         if self._writer is None:
             raise StoreError(f"the run store {self.path} is not open")
         if not track:
-            self._queue.put((*op, None))
+            self._queue.put(op)
             return _UNTRACKED
-        done = Durable(self)
-        self._queue.put((*op, done))
+        with self._group_lock:
+            self._queue.put(op)
+            done = self._group
+            if done is None:
+                done = self._group = Durable(self)
         if op[0] in _URGENT:
             self._wake.set()
         if wait:
@@ -273,25 +284,28 @@ class SQLiteStore(RunStore):
                 self._wake.wait(self.commit_interval)
             self._wake.clear()
             ops: list[tuple[Any, ...]] = [first]
-            while True:  # everything queued: one commit for all of it
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                else:
-                    ops.append(more)
-            self._write(conn, ops)
+            with self._group_lock:
+                while True:  # everything queued: one commit for all of it
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stopping = True
+                    else:
+                        ops.append(more)
+                group, self._group = self._group, None
+            self._write(conn, ops, group)
 
     def expedite(self) -> None:
         """Commit what is queued now rather than at the end of the gathering interval."""
         if self._writer is not None:
-            self._queue.put(("now", None, None))
+            self._queue.put(("now", None))
             self._wake.set()
 
-    def _write(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
-        futures: list[Future[None]] = [op[2] for op in ops if op[2] is not None]
+    def _write(
+        self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]], group: Durable | None
+    ) -> None:
         error: BaseException | None = self._failure
         if error is None:
             try:
@@ -306,20 +320,21 @@ class SQLiteStore(RunStore):
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
+        if group is None:
+            return
         if error is None:
-            for future in futures:
-                future.set_result(None)
+            group.set_result(None)
         else:
             failure = StoreError(f"the run store {self.path} failed: {error}")
             failure.__cause__ = error
-            for future in futures:
-                future.set_exception(failure)
+            group.set_exception(failure)
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> None:
         """One statement per kind for the whole group. Kinds go in the order meta, start,
         call, finish: an item's start and calls always precede its finish, and an item is
-        started again only after its finish was committed, so the grouping keeps order."""
+        started again only after its finish was committed, so the grouping keeps order.
+        The calls of an item that finishes in the same group ride on its finish row."""
         metas: list[Any] = []
         starts: list[Any] = []
         calls: dict[int, list[float]] = {}
@@ -341,10 +356,11 @@ class SQLiteStore(RunStore):
             conn.executemany(_META, metas)
         if starts:
             conn.executemany(_START, starts)
+        rows = [(*row[:-1], *calls.pop(row[-1], _NO_CALLS), row[-1]) for row in finishes]
         if calls:
             conn.executemany(_CALL, [(*figures, index) for index, figures in calls.items()])
-        if finishes:
-            conn.executemany(_FINISH, finishes)
+        if rows:
+            conn.executemany(_FINISH, rows)
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
