@@ -7,11 +7,15 @@
    Checkpoint (+Cost) at ``synchronous=FULL`` (fsync per group commit) and ``NORMAL``;
    each in its own subprocess, alternating, best of ``--repeat``. Targets: <= 50 us
    amortised per item, <= 10 % of wall time.
+   The latency-bound workload once more under valgrind's callgrind: instructions per item
+   for each mode (all threads), which unlike CPU time do not move with the load of a
+   shared machine, turned into microseconds at the plain run's own rate; the store's
+   share is the checkpoint row less the Cost row. ``--no-instructions`` skips it.
 2. Resume: a 100,000-item run with 99,000 items done (the state written directly through
    the store's schema), reopened with BatchManager: seconds until its first new item
    reaches the engine. Target: < 2 s.
 
-    python benchmarks/bench_checkpoint.py            # full (about two minutes)
+    python benchmarks/bench_checkpoint.py            # full (about ten minutes)
     python benchmarks/bench_checkpoint.py --quick
 """
 
@@ -38,41 +42,48 @@ def _expression() -> type:
     return Summarize
 
 
+def _hooks(mode: str, run_dir: Path) -> list[Any]:
+    from symbatcher.hooks import Checkpoint, Cost, Hook
+
+    if mode == "cost":
+        return [Cost({"simulated": (1.0, 2.0)})]
+    if mode == "noop":
+
+        class Noop(Hook):
+            def on_item_done(self, item: Any, outcome: Any) -> None:
+                return None
+
+        return [Noop()]
+    if mode.startswith("checkpoint"):
+        sync = "NORMAL" if mode.endswith("normal") else "FULL"
+        return [Checkpoint(run_dir, synchronous=sync), Cost({"simulated": (1.0, 2.0)})]
+    return []
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    from common import counted
+
     from symbatcher import BatchScheduler
-    from symbatcher.hooks import Checkpoint, Cost
     from symbatcher.testing import SimulatedEngine, use_engine
 
     n, mode = spec["n"], spec["mode"]
-    hooks: list[Any] = []
+    expr = _expression()
     with tempfile.TemporaryDirectory() as tmp:
-        if mode == "cost":
-            hooks = [Cost({"simulated": (1.0, 2.0)})]
-        elif mode == "noop":
-            from symbatcher.hooks import Hook
-
-            class Noop(Hook):
-                def on_item_done(self, item: Any, outcome: Any) -> None:
-                    return None
-
-            hooks = [Noop()]
-        elif mode.startswith("checkpoint"):
-            sync = "NORMAL" if mode.endswith("normal") else "FULL"
-            hooks = [
-                Checkpoint(Path(tmp) / "run", synchronous=sync),
-                Cost({"simulated": (1.0, 2.0)}),
-            ]
         with use_engine(SimulatedEngine(latency=spec["latency"], record_calls=False)):
-            scheduler = BatchScheduler(hooks=hooks)
-            expr = _expression()
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            results = scheduler(
-                expr=expr,
-                dataset=[f"item {i}" for i in range(n)],
-                num_workers=spec["workers"],
-                batch_size=spec["batch"],
+            # a short run first, so that first-use costs (imports, symai's caches) are paid
+            BatchScheduler(hooks=_hooks(mode, Path(tmp) / "warm-up"))(
+                expr=expr, dataset=[f"warm-up {i}" for i in range(50)], num_workers=10
             )
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            scheduler = BatchScheduler(hooks=_hooks(mode, Path(tmp) / "run"))
+            with counted():
+                cpu0, t0 = time.process_time(), time.perf_counter()
+                results = scheduler(
+                    expr=expr,
+                    dataset=[f"item {i}" for i in range(n)],
+                    num_workers=spec["workers"],
+                    batch_size=spec["batch"],
+                )
+                wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert results.ok and len(results) == n
     return {"wall": wall, "cpu_us_per_item": cpu / n * 1e6}
 
@@ -186,11 +197,55 @@ def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def instructions(modes: list[str], sizes: tuple[int, int], plain_cpu_us: float) -> None:
+    """The latency-bound workload again, each mode's instructions counted by callgrind:
+    figures that do not move with the machine's load. Each mode runs at two sizes; the
+    difference over the extra items is the cost per item once a run's fixed costs (opening
+    the store, fingerprinting the dataset, the last commit) are spread over many items.
+    Microseconds are at the rate the plain run executes instructions (its instructions
+    per item over its CPU per item in the table above)."""
+    from common import can_count_instructions, instructions_in_subprocess
+
+    if not can_count_instructions():
+        print("Instructions: valgrind is not installed; skipped\n")
+        return
+    small, large = sizes
+    spec = {"latency": 0.05, "workers": 20, "batch": 10}
+    per_item: dict[str, float] = {}
+    for mode in modes:
+        counts = [
+            instructions_in_subprocess(__file__, {**spec, "n": n, "mode": mode}) for n in sizes
+        ]
+        per_item[mode] = (counts[1] - counts[0]) / (large - small)
+    rate = per_item["plain"] / plain_cpu_us  # instructions per microsecond
+    print(
+        f"Instructions per item, counted by valgrind's callgrind (all threads; runs of {small} "
+        f"and {large} items, 20 workers, 50 ms latency: the difference per extra item); "
+        f"microseconds at the plain run's rate of {rate:,.0f} instructions/us\n"
+    )
+    print("| hooks | instructions/item | extra vs plain | extra vs cost (the store alone) |")
+    print("|---|---|---|---|")
+    for mode in modes:
+        extra = per_item[mode] - per_item["plain"]
+        alone = per_item[mode] - per_item["cost"]
+        store = f"{alone:+,.0f} ({alone / rate:+.0f} us)" if mode.startswith("checkpoint") else ""
+        print(
+            f"| {mode} | {per_item[mode]:,.0f} | {extra:+,.0f} ({extra / rate:+.0f} us) | {store} |"
+        )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--no-instructions",
+        dest="instructions",
+        action="store_false",
+        help="skip counting instructions under valgrind (about seven minutes)",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--resume", help=argparse.SUPPRESS)
     parser.add_argument("--alone", help=argparse.SUPPRESS)
@@ -219,6 +274,7 @@ def main() -> None:
         f"NORMAL (target <= 50)\n"
     )
     modes = ["plain", "noop", "cost", "checkpoint", "checkpoint-normal"]
+    plain_cpu: dict[int, float] = {}
     for workers in (20, 100):
         base = {"n": n, "latency": 0.05, "workers": workers, "batch": 10}
         best: dict[str, dict[str, float]] = {}
@@ -228,6 +284,7 @@ def main() -> None:
                 prev = best.get(mode, got)
                 best[mode] = {key: min(got[key], prev[key]) for key in got}
         plain = best["plain"]
+        plain_cpu[workers] = plain["cpu_us_per_item"]
         demanded = workers / 0.05
         print(
             f"In a run: {n} items, 1 call each, 50 ms latency, {workers} workers "
@@ -244,6 +301,8 @@ def main() -> None:
                 f"{extra_cpu:+.0f} | {extra_wall:+.1%} |"
             )
         print()
+    if args.instructions:
+        instructions(modes, (50, 150) if args.quick else (100, 400), plain_cpu[20])
     total, done = (10_000, 9_900) if args.quick else (100_000, 99_000)
     got = run_in_subprocess("resume", {"total": total, "done": done})
     print(

@@ -3,13 +3,21 @@ subprocess (so peak RSS and CPU are per measurement)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+_COUNTING = "SYMBATCHER_BENCH_CALLGRIND"
 
 
 def baseline(mode: str, expr: type, data: list[Any], workers: int = 1) -> None:
@@ -60,3 +68,50 @@ def measure_in_subprocess(script: str, spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"measurement {spec} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def can_count_instructions() -> bool:
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
+
+
+@contextlib.contextmanager
+def counted() -> Iterator[None]:
+    """Around the part of a measurement whose instructions count, when it runs under
+    :func:`instructions_in_subprocess` (a no-op otherwise)."""
+    if not os.environ.get(_COUNTING):
+        yield
+        return
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+
+
+def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> int:
+    """Instructions executed (all threads) inside :func:`counted` blocks of ``script
+    --measure <spec>``, counted by valgrind's callgrind. Unlike CPU time they do not move
+    with the load on a shared machine, so small differences between runs can be seen; but
+    threads run one at a time under valgrind, so contention costs are not in them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={tmp}/callgrind.out",
+                sys.executable,
+                script,
+                "--measure",
+                json.dumps(spec),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, _COUNTING: "1"},
+        )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"counting {spec} failed:\n{done.stderr[-3000:]}")
+    return int(found.group(1))

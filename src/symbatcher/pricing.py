@@ -68,17 +68,19 @@ def usage_of(engine: Any, metadata: Any) -> Usage | None:
     usage = metadata.get("usage")
     if usage is None:
         return None
-
-    def field(*names: str) -> int:
-        for name in names:
-            value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
-            if value is not None:
-                return int(value)
-        return 0
-
     return Usage(
-        field("prompt_tokens", "input_tokens"), field("completion_tokens", "output_tokens")
+        _count(usage, "prompt_tokens", "input_tokens"),
+        _count(usage, "completion_tokens", "output_tokens"),
     )
+
+
+def _count(usage: Any, *names: str) -> int:
+    """The first of ``names`` that ``usage`` (a mapping or an object) has."""
+    for name in names:
+        value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+        if value is not None:
+            return int(value)
+    return 0
 
 
 def model_of(engine: Any, metadata: Any) -> str | None:
