@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 from symai import Expression, Symbol, core
 
 from symbatcher import BatchScheduler, DatasetError, ItemError, RunResults
+from symbatcher.hooks import Checkpoint, Retry
+from symbatcher.store import MemoryStore
 from symbatcher.testing import (
     SimulatedBatchEngine,
     SimulatedEngine,
@@ -316,3 +319,37 @@ def test_engine_errors_are_not_hidden_in_unrelated_items(engine: SimulatedEngine
     results = BatchScheduler()(expr=TestExpression, dataset=items(30), num_workers=1, batch_size=1)
     assert [isinstance(r, ItemError) for r in results] == [(i + 1) % 3 == 0 for i in range(30)]
     assert all(isinstance(r.exception, SimulatedEngineError) for r in results.errors)
+
+
+_frames_seen: list[tuple[str, list[str]]] = []
+
+
+class FrameProbe(Expression):  # type: ignore[misc]
+    """Records, at each item, the locals of symbatcher's own frames under the expression."""
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_code.co_filename.replace("\\", "/")
+            if name.endswith(("/symbatcher/run.py", "/symbatcher/hooks/chain.py")):
+                _frames_seen.append((frame.f_code.co_name, sorted(frame.f_locals)))
+            frame = frame.f_back
+        return Symbol(input).query("Summarize")
+
+
+@pytest.mark.parametrize("with_hooks", [False, True])
+def test_frames_under_the_expression_hold_one_local_each(
+    engine: SimulatedEngine, with_hooks: bool
+) -> None:
+    """symai walks every frame above each query and type-checks each local (looking for a
+    DynamicEngine), so the run's own frames there carry only ``self``."""
+    _frames_seen.clear()
+    hooks = [Checkpoint(MemoryStore()), Retry(attempts=2)] if with_hooks else []
+    results = BatchScheduler(hooks=hooks)(expr=FrameProbe, dataset=items(6), num_workers=3)
+    assert results.ok
+    functions = {function for function, _ in _frames_seen}
+    assert "__call__" in functions  # the worker's loop was seen
+    if with_hooks:
+        assert "_run_hooked" in functions  # and the hooked item, and the hook wrapper
+    for function, names in _frames_seen:
+        assert names == ["self"], (function, names)

@@ -167,3 +167,56 @@ def test_a_failed_commit_stops_writes_with_a_clear_error(tmp_path: Path) -> None
 def test_reading_a_missing_run_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no run state at"):
         list(SQLiteStore(tmp_path / "nothing").items())
+
+
+def test_writes_of_one_commit_share_its_future_and_later_writes_get_the_next(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "run", commit_interval=60)  # commits only when asked
+    store.open()
+    try:
+        for i in range(3):
+            _start(store, i)
+        first = store.item_finished(ItemRecord(index=0, fingerprint="fp0", status="succeeded"))
+        second = store.item_finished(ItemRecord(index=1, fingerprint="fp1", status="succeeded"))
+        assert first is second and not first.done()
+        store.expedite()
+        first.result(timeout=30)
+        third = store.item_finished(ItemRecord(index=2, fingerprint="fp2", status="succeeded"))
+        assert third is not first and not third.done()
+        assert [r.index for r in store.items(("succeeded",))] == [0, 1]
+        store.expedite()
+        third.result(timeout=30)
+        assert store.totals().succeeded == 3
+    finally:
+        store.close()
+
+
+def test_calls_count_whether_their_item_finishes_in_the_same_commit_or_a_later_one(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "run", commit_interval=60)
+    store.open()
+    try:
+        _start(store, 0)
+        _start(store, 1)
+        store.add_call(0, 10, 1, 0.5)  # item 0: call and finish in one commit
+        store.add_call(1, 20, 2, 0.25)  # item 1: one call committed before its finish
+        done = store.item_finished(ItemRecord(index=0, fingerprint="fp0", status="succeeded"))
+        store.expedite()
+        done.result(timeout=30)
+        assert [(r.prompt_tokens, r.status) for r in store.items()] == [
+            (10, "succeeded"),
+            (20, "running"),
+        ]
+        store.add_call(1, 5, 1, 0.25)
+        done = store.item_finished(ItemRecord(index=1, fingerprint="fp1", status="failed"))
+        store.expedite()
+        done.result(timeout=30)
+        rows = list(store.items())
+        assert [(r.prompt_tokens, r.completion_tokens, r.cost) for r in rows] == [
+            (10, 1, 0.5),
+            (25, 3, 0.5),
+        ]
+    finally:
+        store.close()
