@@ -24,6 +24,7 @@ from symbatcher.hooks import (
     RateLimit,
     Retry,
     SaveResults,
+    ThreadClients,
 )
 from symbatcher.local import local_engine
 from symbatcher.manager import BatchManager, ManagerStats
@@ -63,6 +64,7 @@ __all__ = [
     "StoreError",
     "SymaiConfigError",
     "SymbatcherError",
+    "ThreadClients",
     "__version__",
     "load_snapshot",
     "local_engine",

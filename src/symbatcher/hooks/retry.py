@@ -18,6 +18,7 @@ import httpx
 
 from symbatcher.errors import SymbatcherError
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
+from symbatcher.hooks.overrides import EngineOverride
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 529})
 
@@ -137,39 +138,9 @@ def is_rate_limit(exc: BaseException) -> bool:
     return any(getattr(error, "status_code", None) == 429 for error in _chain(exc))
 
 
-class _TransportRetries:
-    """symai's transport retries each HTTP request itself (twice, asleep in the worker).
-    While a run retries calls, those retries are turned off on its engines, once however
-    many runs share an engine, and put back when the last such run ends."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[int, tuple[Any, Any, int]] = {}
-
-    def quiet(self, engine: Any) -> None:
-        if not hasattr(engine, "client_max_retries"):
-            return
-        with self._lock:
-            held = self._held.get(id(engine))
-            if held is None:
-                self._held[id(engine)] = (engine, engine.client_max_retries, 1)
-                engine.client_max_retries = 0
-            else:
-                self._held[id(engine)] = (held[0], held[1], held[2] + 1)
-
-    def restore(self, engine: Any) -> None:
-        with self._lock:
-            held = self._held.get(id(engine))
-            if held is None:
-                return
-            if held[2] > 1:
-                self._held[id(engine)] = (held[0], held[1], held[2] - 1)
-                return
-            del self._held[id(engine)]
-            engine.client_max_retries = held[1]
-
-
-transport_retries = _TransportRetries()
+#: symai's transport retries each HTTP request itself (twice, asleep in the worker). While
+#: a run retries calls, those retries are off on its engines.
+transport_retries = EngineOverride("client_max_retries", lambda _own: 0)
 
 
 class CallRetry(Hook):
@@ -213,7 +184,7 @@ class CallRetry(Hook):
         self._run = run
         self._engines = list(run.engines.values())
         for engine in self._engines:
-            transport_retries.quiet(engine)
+            transport_retries.apply(engine)
 
     def on_end(self, run: RunContext) -> None:
         for engine in self._engines:
