@@ -24,7 +24,6 @@ from symbatcher.hooks import (
     RateLimit,
     Retry,
     SaveResults,
-    ThreadClients,
 )
 from symbatcher.local import local_engine
 from symbatcher.manager import BatchManager, ManagerStats
@@ -64,7 +63,6 @@ __all__ = [
     "StoreError",
     "SymaiConfigError",
     "SymbatcherError",
-    "ThreadClients",
     "__version__",
     "load_snapshot",
     "local_engine",

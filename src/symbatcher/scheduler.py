@@ -141,7 +141,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         """The call policies a run against HTTP engines gets unless it brings its own."""
         if not self._sb_http_defaults or not any(map(_talks_http, self._sb_engines)):
             return []
-        from symbatcher.hooks.connections import ThreadClients
         from symbatcher.hooks.rate_limit import RateLimit
         from symbatcher.hooks.retry import CallRetry
 
@@ -150,8 +149,6 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             extra.append(CallRetry())
         if not any(isinstance(h, RateLimit) for h in self._sb_hooks):
             extra.append(RateLimit.from_env())
-        if not any(isinstance(h, ThreadClients) for h in self._sb_hooks):
-            extra.append(ThreadClients())
         return extra
 
     @property

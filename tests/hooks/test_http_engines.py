@@ -13,7 +13,6 @@ import pytest
 from symai import Expression, Symbol
 
 from symbatcher import BatchScheduler, CallRetry, ItemError, RateLimit, local_engine
-from symbatcher.hooks.connections import PerThreadClient
 from symbatcher.hooks.retry import Backoff
 from symbatcher.testing import use_engine
 from symbatcher.testing.server import LocalServer
@@ -197,51 +196,3 @@ def test_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         RateLimit.from_env()
     with pytest.raises(ValueError, match="rpm"):
         RateLimit(rpm=-5)
-
-
-class SeesTransportClient(Expression):  # type: ignore[misc]
-    seen: ClassVar[list[tuple[int, int]]] = []
-
-    def forward(self, input: Any, **kwargs: Any) -> Any:
-        import threading
-
-        from symai.functional import EngineRepository
-
-        answer = Symbol(input).query("Answer")
-        shared = EngineRepository.get("neurosymbolic").transport_client
-        assert isinstance(shared, PerThreadClient)
-        self.seen.append((threading.get_ident(), id(shared.client())))
-        return answer
-
-
-def test_each_worker_talks_through_a_client_of_its_own(
-    local_server: LocalServer, local_vllm: Any
-) -> None:
-    SeesTransportClient.seen = []
-    before = local_server.stats()["connections"]
-    results = BatchScheduler()(
-        expr=SeesTransportClient, dataset=[f"item-{i}" for i in range(40)], num_workers=6
-    )
-    assert results.ok, results.errors
-    threads = {thread for thread, _ in SeesTransportClient.seen}
-    clients = {client for _, client in SeesTransportClient.seen}
-    assert len(threads) == len(clients) <= 6  # one client per worker, kept across its items
-    assert {t: c for t, c in SeesTransportClient.seen} == dict(SeesTransportClient.seen)
-    # every request reused its worker's connection: no more connections than workers
-    assert local_server.stats()["connections"] - before == len(clients)
-    assert local_vllm.transport_client is None  # symai's shared client is back
-
-
-def test_an_engine_with_its_own_client_keeps_it(local_server: LocalServer, local_vllm: Any) -> None:
-    import httpx
-
-    with httpx.Client() as own:
-        local_vllm.transport_client = own
-        try:
-            results = BatchScheduler()(
-                expr=OneStep, dataset=[f"item-{i}" for i in range(5)], num_workers=2
-            )
-            assert results.ok
-            assert local_vllm.transport_client is own
-        finally:
-            local_vllm.transport_client = None

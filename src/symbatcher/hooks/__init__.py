@@ -3,7 +3,6 @@
 from symbatcher.hooks.base import CallContext, CallRecord, Hook, ItemContext, Restored, RunContext
 from symbatcher.hooks.budget import BUDGET_REACHED, Budget
 from symbatcher.hooks.checkpoint import Checkpoint
-from symbatcher.hooks.connections import ThreadClients
 from symbatcher.hooks.cost import Cost, PricingError
 from symbatcher.hooks.progress import Progress, ProgressEvent
 from symbatcher.hooks.rate_limit import RateLimit
@@ -36,7 +35,6 @@ __all__ = [
     "Retry",
     "RunContext",
     "SaveResults",
-    "ThreadClients",
     "is_rate_limit",
     "is_transient",
     "retry_after",
