@@ -120,9 +120,6 @@ class HookChain:
         for hook in self._starters:
             hook.on_item_start(item)
 
-    def run_item(self, item: ItemContext, proceed: Callable[[], Any]) -> Any:
-        return self.wrap_item(item, proceed)()
-
     def wrap_item(self, item: ItemContext, proceed: Callable[[], Any]) -> Callable[[], Any]:
         """``proceed`` inside every ``around_item``, to call from the worker's own frame
         (see :class:`_Nested`)."""
