@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from symbatcher.checks import positive_int
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.budget import Budget
 from symbatcher.hooks.checkpoint import Checkpoint
@@ -88,10 +89,7 @@ class BatchManager:
         **expr_kwargs: Any,
     ) -> None:
         JobLimit(items_per_job, max_parallel_jobs)  # validates both
-        if isinstance(workers_per_job, bool) or not isinstance(workers_per_job, int):
-            raise ValueError(f"workers_per_job must be a positive integer, got {workers_per_job!r}")
-        if workers_per_job < 1:
-            raise ValueError(f"workers_per_job must be a positive integer, got {workers_per_job!r}")
+        positive_int("workers_per_job", workers_per_job)
         if max_cost is not None:
             Budget(max_cost)  # validates
         self.expr = expr

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from symbatcher.checks import positive_int
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.chain import HookChain
@@ -68,9 +69,9 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         if linger_fraction is not None and linger_fraction < 0:
             raise ValueError(f"linger_fraction must be >= 0 or None, got {linger_fraction!r}")
         if max_inflight_batches is not None:
-            _positive_int("max_inflight_batches", max_inflight_batches)
+            positive_int("max_inflight_batches", max_inflight_batches)
         if window is not None:
-            _positive_int("window", window)
+            positive_int("window", window)
         if error_handling not in ("continue", "fail_fast"):
             raise ValueError(
                 f"error_handling must be 'continue' or 'fail_fast', got {error_handling!r}"
@@ -168,8 +169,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         indexed: bool = False,
     ) -> Run:
         run_context = run_context or {}
-        _positive_int("num_workers", num_workers)
-        _positive_int("batch_size", batch_size)
+        positive_int("num_workers", num_workers)
+        positive_int("batch_size", batch_size)
         if dataset is None:
             raise TypeError("dataset is required: pass an iterable of items")
         if isinstance(dataset, str | bytes) or not isinstance(dataset, Iterable):
@@ -329,8 +330,3 @@ def _talks_http(name: str) -> bool:
     except Exception:
         return False
     return hasattr(engine, "client_max_retries") and hasattr(engine, "transport_client")
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from symbatcher.checks import positive_int
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 
 
@@ -22,8 +23,7 @@ class JobLimit(Hook):
             ("items_per_job", items_per_job),
             ("max_parallel_jobs", max_parallel_jobs),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, value)
         self.items_per_job = items_per_job
         self.max_parallel_jobs = max_parallel_jobs
         self._active: Counter[int] = Counter()  # job -> its items in flight

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from symbatcher.checks import positive_int
 from symbatcher.errors import RunCancelledError
 from symbatcher.hooks.base import CallContext, Hook, RunContext
 from symbatcher.hooks.retry import CallRetry, is_rate_limit, retry_after
@@ -120,12 +121,8 @@ class RateLimit(Hook):
         for name, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and (isinstance(value, bool) or not value > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        if max_concurrency is not None:
+            positive_int("max_concurrency", max_concurrency)
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrency = max_concurrency

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from symbatcher.checks import positive_int
 from symbatcher.errors import SymbatcherError
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
 from symbatcher.hooks.overrides import EngineOverride
@@ -96,8 +97,7 @@ class Retry(Hook):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be a positive integer, got {attempts!r}")
+        positive_int("attempts", attempts)
         self.attempts = attempts
         self.backoff = backoff or Backoff()
         self.retry_on = retry_on
@@ -166,8 +166,7 @@ class CallRetry(Hook):
     ) -> None:
         super().__init__()
         for name, value in (("attempts", attempts), ("rate_limited", rate_limited + 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, value)
         self.attempts = attempts
         self.rate_limited = rate_limited
         self.backoff = backoff or Backoff(initial=0.25, maximum=8.0)
