@@ -89,11 +89,13 @@ def counted() -> Iterator[None]:
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
 
 
-def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> int:
+def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Instructions executed (all threads) inside :func:`counted` blocks of ``script
-    --measure <spec>``, counted by valgrind's callgrind. Unlike CPU time they do not move
-    with the load on a shared machine, so small differences between runs can be seen; but
-    threads run one at a time under valgrind, so contention costs are not in them."""
+    --measure <spec>``, counted by valgrind's callgrind, and what the script printed (its
+    last line, JSON). Unlike CPU time they do not move with the load on a shared machine,
+    so small differences between runs can be seen; but threads run one at a time under
+    valgrind, so contention costs are not in them, and everything runs some 50 times
+    slower, so a workload with waits in it should scale them to stay the same workload."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [
@@ -114,4 +116,4 @@ def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> int:
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"counting {spec} failed:\n{done.stderr[-3000:]}")
-    return int(found.group(1))
+    return int(found.group(1)), json.loads(done.stdout.strip().splitlines()[-1])

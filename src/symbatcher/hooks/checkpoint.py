@@ -208,17 +208,27 @@ class Checkpoint(Hook):
         """The record goes to the store's writer; the run hands the outcome on when the
         returned future says it is durable."""
         assert item.fingerprint is not None
-        record = ItemRecord(index=item.index, fingerprint=item.fingerprint)
-        record.attempts = max(item.attempts, 1)
-        record.completed_at = time.time()
         if isinstance(outcome, ItemError):
-            record.status = FAILED
-            record.error_type = outcome.type
-            record.error_message = outcome.message
-            record.error_traceback = outcome.traceback
+            record = ItemRecord(
+                item.index,
+                item.fingerprint,
+                FAILED,
+                error_type=outcome.type,
+                error_message=outcome.message,
+                error_traceback=outcome.traceback,
+                attempts=max(item.attempts, 1),
+                completed_at=time.time(),
+            )
         else:
-            record.status = SUCCEEDED
-            record.result = dumps(to_jsonable(outcome))
+            result = dumps(to_jsonable(outcome))
+            record = ItemRecord(
+                item.index,
+                item.fingerprint,
+                SUCCEEDED,
+                result=result,
+                attempts=max(item.attempts, 1),
+                completed_at=time.time(),
+            )
         return self.store.item_finished(record)
 
     def on_end(self, run: RunContext) -> None:

@@ -64,24 +64,31 @@ CREATE TABLE IF NOT EXISTS items (
 );
 """
 
+# Statements come in variants that write NULL themselves rather than bind None: the
+# sqlite3 module sends every bound None through its adapter lookup, which raises and
+# formats an AttributeError inside, a few microseconds per None (several per item).
 _START = """
 INSERT INTO items (idx, fingerprint, status, input, job, started_at)
-VALUES (?, ?, 'running', ?, ?, ?)
+VALUES (?, ?, 'running', ?, {job}, ?)
 ON CONFLICT (idx) DO UPDATE SET
     fingerprint = excluded.fingerprint, status = 'running', input = excluded.input,
     job = excluded.job, started_at = excluded.started_at, result = NULL,
     error_type = NULL, error_message = NULL, error_traceback = NULL, completed_at = NULL
 """
+_START_IN_JOB, _START_NO_JOB = _START.format(job="?"), _START.format(job="NULL")
 _CALL = """
 UPDATE items SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
     cost = cost + ? WHERE idx = ?
 """
 _FINISH = """
-UPDATE items SET status = ?, result = ?, error_type = ?, error_message = ?,
-    error_traceback = ?, attempts = attempts + ?, completed_at = ?,
-    prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
-    cost = cost + ? WHERE idx = ?
+UPDATE items SET status = ?, result = ?, {errors}, attempts = attempts + ?,
+    completed_at = ?, prompt_tokens = prompt_tokens + ?,
+    completion_tokens = completion_tokens + ?, cost = cost + ? WHERE idx = ?
 """
+_FINISH_ERROR = _FINISH.format(errors="error_type = ?, error_message = ?, error_traceback = ?")
+_FINISH_NO_ERROR = _FINISH.format(
+    errors="error_type = NULL, error_message = NULL, error_traceback = NULL"
+)
 _META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -92,9 +99,16 @@ _COLUMNS = (
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
-_UNTRACKED: Future[None] = Future()  # what untracked writes return: nobody waits on it
 _URGENT = frozenset({"meta", "now"})
 _NO_CALLS = (0, 0, 0.0)
+_NO_ERROR = (None, None, None)
+_STATEMENTS = {
+    "meta": _META,
+    "start": _START_NO_JOB,
+    "start-in-job": _START_IN_JOB,
+    "finish": _FINISH_NO_ERROR,
+    "finish-error": _FINISH_ERROR,
+}
 
 
 class Durable(Future[None]):
@@ -124,7 +138,10 @@ class SQLiteStore(RunStore):
         if commit_interval < 0:
             raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval!r}")
         self.commit_interval = commit_interval
-        self._wake = threading.Event()  # cuts the writer's gathering short
+        # cuts the writer's gathering short: held while nobody asked for a commit, released
+        # to ask (a lock rather than an Event: waiting on and setting an Event run Python
+        # code, for every commit and every request)
+        self._wake = threading.Lock()
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILE
         self.location = str(self.path)
@@ -138,6 +155,7 @@ class SQLiteStore(RunStore):
         self._group: Durable | None = None
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._refusal: str | None = f"the run store {self.path} is not open"  # why writes fail
         self.commits = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -172,6 +190,8 @@ class SQLiteStore(RunStore):
         self._lock = lock
         self._conn = conn
         self._failure = None
+        self._refusal = None
+        self._wake.acquire(blocking=False)  # no request for a commit yet
         self._writer = threading.Thread(
             target=self._write_loop, name=f"symbatcher-store-{self.directory.name}", daemon=True
         )
@@ -180,10 +200,12 @@ class SQLiteStore(RunStore):
     def close(self) -> None:
         if self._conn is None:
             return
+        if self._failure is None:
+            self._refusal = f"the run store {self.path} is not open"
         try:
             if self._writer is not None:
                 self._queue.put(None)
-                self._wake.set()
+                self._commit_now()
                 self._writer.join()
                 self._writer = None
             self._conn.close()
@@ -223,46 +245,51 @@ class SQLiteStore(RunStore):
         self._submit(("meta", rows), wait=True)
 
     def item_started(self, record: ItemRecord) -> None:
-        self._submit(
-            (
-                "start",
-                (record.index, record.fingerprint, record.input, record.job, record.started_at),
-            ),
-            track=False,
-        )
+        if self._refusal is not None:
+            raise StoreError(self._refusal)
+        if record.job is None:
+            row: tuple[Any, ...] = (
+                record.index,
+                record.fingerprint,
+                record.input,
+                record.started_at,
+            )
+            self._queue.put(("start", row))
+        else:
+            row = (record.index, record.fingerprint, record.input, record.job, record.started_at)
+            self._queue.put(("start-in-job", row))
 
     def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
-        self._submit(("call", (prompt_tokens, completion_tokens, cost, index)), track=False)
+        if self._refusal is not None:
+            raise StoreError(self._refusal)
+        self._queue.put(("call", (prompt_tokens, completion_tokens, cost, index)))
 
     def item_finished(self, record: ItemRecord) -> Future[None]:
-        row = (
-            record.status,
-            record.result,
-            record.error_type,
-            record.error_message,
-            record.error_traceback,
-            record.attempts,
-            record.completed_at if record.completed_at is not None else time.time(),
-            record.index,
-        )
-        return self._submit(("finish", row))
+        completed_at = record.completed_at if record.completed_at is not None else time.time()
+        errors = (record.error_type, record.error_message, record.error_traceback)
+        if errors == _NO_ERROR:
+            row: tuple[Any, ...] = (
+                record.status,
+                record.result,
+                record.attempts,
+                completed_at,
+                record.index,
+            )
+            return self._submit(("finish", row))
+        row = (record.status, record.result, *errors, record.attempts, completed_at, record.index)
+        return self._submit(("finish-error", row))
 
-    def _submit(self, op: tuple[Any, ...], wait: bool = False, track: bool = True) -> Future[None]:
-        """Queue a write; its future (if tracked) completes with the commit that holds it."""
-        if self._failure is not None:
-            raise StoreError(f"the run store {self.path} failed: {self._failure}")
-        if self._writer is None:
-            raise StoreError(f"the run store {self.path} is not open")
-        if not track:
-            self._queue.put(op)
-            return _UNTRACKED
+    def _submit(self, op: tuple[Any, ...], wait: bool = False) -> Future[None]:
+        """Queue a write whose future completes with the commit that holds it."""
+        if self._refusal is not None:
+            raise StoreError(self._refusal)
         with self._group_lock:
             self._queue.put(op)
             done = self._group
             if done is None:
                 done = self._group = Durable(self)
         if op[0] in _URGENT:
-            self._wake.set()
+            self._commit_now()
         if wait:
             done.result()
         return done
@@ -281,15 +308,13 @@ class SQLiteStore(RunStore):
             if first is None:
                 break
             if first[0] not in _URGENT and self.commit_interval > 0:
-                self._wake.wait(self.commit_interval)
-            self._wake.clear()
+                self._wake.acquire(timeout=self.commit_interval)  # held again either way
+            else:
+                self._wake.acquire(blocking=False)  # this commit answers any request
             ops: list[tuple[Any, ...]] = [first]
-            with self._group_lock:
-                while True:  # everything queued: one commit for all of it
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
+            with self._group_lock:  # everything queued: one commit for all of it
+                for _ in range(self._queue.qsize()):  # only this thread takes from the queue
+                    more = self._queue.get_nowait()
                     if more is None:
                         stopping = True
                     else:
@@ -301,7 +326,11 @@ class SQLiteStore(RunStore):
         """Commit what is queued now rather than at the end of the gathering interval."""
         if self._writer is not None:
             self._queue.put(("now", None))
-            self._wake.set()
+            self._commit_now()
+
+    def _commit_now(self) -> None:
+        with contextlib.suppress(RuntimeError):  # released already: asked already
+            self._wake.release()
 
     def _write(
         self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]], group: Durable | None
@@ -316,6 +345,7 @@ class SQLiteStore(RunStore):
             except BaseException as exc:  # disk full, I/O error: stop the run, lose nothing
                 logger.error("symbatcher: writing run state to %s failed: %s", self.path, exc)
                 self._failure = exc
+                self._refusal = f"the run store {self.path} failed: {exc}"
                 error = exc
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -335,32 +365,30 @@ class SQLiteStore(RunStore):
         call, finish: an item's start and calls always precede its finish, and an item is
         started again only after its finish was committed, so the grouping keeps order.
         The calls of an item that finishes in the same group ride on its finish row."""
-        metas: list[Any] = []
-        starts: list[Any] = []
+        by_kind: dict[str, list[Any]] = {}
         calls: dict[int, list[float]] = {}
-        finishes: list[Any] = []
-        for op in ops:
-            kind, args = op[0], op[1]
-            if kind == "start":
-                starts.append(args)
-            elif kind == "call":
+        for kind, args in ops:
+            if kind == "call":
                 total = calls.setdefault(args[3], [0, 0, 0.0])
                 total[0] += args[0]
                 total[1] += args[1]
                 total[2] += args[2]
-            elif kind == "finish":
-                finishes.append(args)
             elif kind == "meta":
-                metas.extend(args)
-        if metas:
-            conn.executemany(_META, metas)
-        if starts:
-            conn.executemany(_START, starts)
-        rows = [(*row[:-1], *calls.pop(row[-1], _NO_CALLS), row[-1]) for row in finishes]
+                by_kind.setdefault(kind, []).extend(args)
+            else:
+                by_kind.setdefault(kind, []).append(args)
+        for kind in ("meta", "start", "start-in-job"):
+            if kind in by_kind:
+                conn.executemany(_STATEMENTS[kind], by_kind[kind])
+        finishes = [
+            (kind, [(*row[:-1], *calls.pop(row[-1], _NO_CALLS), row[-1]) for row in rows])
+            for kind in ("finish", "finish-error")
+            if (rows := by_kind.get(kind))
+        ]
         if calls:
             conn.executemany(_CALL, [(*figures, index) for index, figures in calls.items()])
-        if rows:
-            conn.executemany(_FINISH, rows)
+        for kind, rows in finishes:
+            conn.executemany(_STATEMENTS[kind], rows)
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
