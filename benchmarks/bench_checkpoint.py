@@ -10,12 +10,14 @@
    The latency-bound workload once more under valgrind's callgrind: instructions per item
    for each mode (all threads), which unlike CPU time do not move with the load of a
    shared machine, turned into microseconds at the plain run's own rate; the store's
-   share is the checkpoint row less the Cost row. ``--no-instructions`` skips it.
+   share is the checkpoint row less the Cost row. Waits are stretched by valgrind's
+   slowdown so that the workload stays latency-bound; the median over three hash seeds.
+   ``--no-instructions`` skips it.
 2. Resume: a 100,000-item run with 99,000 items done (the state written directly through
    the store's schema), reopened with BatchManager: seconds until its first new item
    reaches the engine. Target: < 2 s.
 
-    python benchmarks/bench_checkpoint.py            # full (about ten minutes)
+    python benchmarks/bench_checkpoint.py            # full (about half an hour)
     python benchmarks/bench_checkpoint.py --quick
 """
 
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +206,9 @@ def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def instructions(modes: list[str], sizes: tuple[int, int], plain_cpu_us: float) -> None:
+def instructions(
+    modes: list[str], sizes: tuple[int, int], plain_cpu_us: float, repeat: int
+) -> None:
     """The latency-bound workload again, each mode's instructions counted by callgrind:
     figures that do not move with the machine's load. Each mode runs at two sizes; the
     difference over the extra items is the cost per item once a run's fixed costs (opening
@@ -212,7 +218,8 @@ def instructions(modes: list[str], sizes: tuple[int, int], plain_cpu_us: float) 
     the run would turn CPU-bound: commits would hold one item each instead of about ten,
     and every worker would find its last commit still pending. So every wait (latency,
     commit interval, linger) is stretched by valgrind's slowdown, measured first on the
-    plain run: the same workload, in slow motion. Microseconds are at the rate the plain
+    plain run: the same workload, in slow motion. Each repeat runs every mode under one
+    hash seed (see ``instructions_in_subprocess``). Microseconds are at the rate the plain
     run executes instructions (its instructions per item over its CPU per item in the
     table above). Only instructions are counted: ``synchronous`` FULL and NORMAL differ
     in fsync, a system call, so only one is counted."""
@@ -225,32 +232,53 @@ def instructions(modes: list[str], sizes: tuple[int, int], plain_cpu_us: float) 
     spec = {"latency": 0.05, "workers": 20, "batch": 10}
     _, probe = instructions_in_subprocess(__file__, {**spec, "n": small, "mode": "plain"})
     slowdown = max(1.0, probe["cpu_us_per_item"] / plain_cpu_us)
-    per_item: dict[str, float] = {}
-    for mode in modes:
-        counts = [
-            instructions_in_subprocess(
-                __file__, {**spec, "n": n, "mode": mode, "slowdown": slowdown}
-            )[0]
-            for n in sizes
+
+    def count(job: tuple[str, int, int]) -> int:
+        mode, n, seed = job  # each repeat under its own hash seed, the same for every mode
+        got, _ = instructions_in_subprocess(
+            __file__, {**spec, "n": n, "mode": mode, "slowdown": slowdown}, hash_seed=seed
+        )
+        return got
+
+    # valgrind runs one thread at a time, so two counts run side by side on two cores;
+    # with the waits stretched, sharing the machine leaves the workload as it was
+    jobs = [(mode, n, r) for r in range(repeat) for mode in modes for n in sizes]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = dict(zip(jobs, pool.map(count, jobs), strict=True))
+    per_item = {
+        mode: [
+            (counts[mode, large, r] - counts[mode, small, r]) / (large - small)
+            for r in range(repeat)
         ]
-        per_item[mode] = (counts[1] - counts[0]) / (large - small)
-    rate = per_item["plain"] / plain_cpu_us  # instructions per microsecond
+        for mode in modes
+    }
+    med = {mode: statistics.median(values) for mode, values in per_item.items()}
+    rate = med["plain"] / plain_cpu_us  # instructions per microsecond
     print(
         f"Instructions per item, counted by valgrind's callgrind (all threads; runs of {small} "
         f"and {large} items, 20 workers, 50 ms latency: the difference per extra item; every "
-        f"wait stretched {slowdown:.0f}x, valgrind's slowdown); microseconds at the plain "
-        f"run's rate of {rate:,.0f} instructions/us\n"
+        f"wait stretched {slowdown:.0f}x, valgrind's slowdown; median and range over {repeat} "
+        f"hash seeds); microseconds at the plain run's rate of {rate:,.0f} instructions/us\n"
     )
     print("| hooks | instructions/item | extra vs plain | extra vs cost (the store alone) |")
     print("|---|---|---|---|")
     for mode in modes:
-        extra = per_item[mode] - per_item["plain"]
-        alone = per_item[mode] - per_item["cost"]
-        store = f"{alone:+,.0f} ({alone / rate:+.0f} us)" if mode.startswith("checkpoint") else ""
+        extra = [value - med["plain"] for value in per_item[mode]]
+        alone = [value - med["cost"] for value in per_item[mode]]
+        store = _spread(alone, rate) if mode.startswith("checkpoint") else ""
         print(
-            f"| {mode} | {per_item[mode]:,.0f} | {extra:+,.0f} ({extra / rate:+.0f} us) | {store} |"
+            f"| {mode} | {med[mode]:,.0f} ({min(per_item[mode]):,.0f}-{max(per_item[mode]):,.0f}) "
+            f"| {_spread(extra, rate)} | {store} |"
         )
     print()
+
+
+def _spread(values: list[float], rate: float) -> str:
+    middle = statistics.median(values)
+    return (
+        f"{middle:+,.0f} ({middle / rate:+.0f} us; {min(values) / rate:+.0f} to "
+        f"{max(values) / rate:+.0f})"
+    )
 
 
 def main() -> None:
@@ -262,7 +290,10 @@ def main() -> None:
         "--no-instructions",
         dest="instructions",
         action="store_false",
-        help="skip counting instructions under valgrind (about seven minutes)",
+        help="skip counting instructions under valgrind (about fifteen minutes)",
+    )
+    parser.add_argument(
+        "--count-repeat", type=int, default=3, help="counts per mode under valgrind (median)"
     )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--resume", help=argparse.SUPPRESS)
@@ -321,7 +352,8 @@ def main() -> None:
         print()
     if args.instructions:
         counted_modes = [mode for mode in modes if mode != "checkpoint-normal"]
-        instructions(counted_modes, (50, 150) if args.quick else (100, 400), plain_cpu[20])
+        sizes = (50, 150) if args.quick else (100, 400)
+        instructions(counted_modes, sizes, plain_cpu[20], 1 if args.quick else args.count_repeat)
     total, done = (10_000, 9_900) if args.quick else (100_000, 99_000)
     got = run_in_subprocess("resume", {"total": total, "done": done})
     print(

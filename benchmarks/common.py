@@ -89,13 +89,20 @@ def counted() -> Iterator[None]:
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
 
 
-def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def instructions_in_subprocess(
+    script: str, spec: dict[str, Any], hash_seed: int = 0
+) -> tuple[int, dict[str, Any]]:
     """Instructions executed (all threads) inside :func:`counted` blocks of ``script
     --measure <spec>``, counted by valgrind's callgrind, and what the script printed (its
     last line, JSON). Unlike CPU time they do not move with the load on a shared machine,
     so small differences between runs can be seen; but threads run one at a time under
     valgrind, so contention costs are not in them, and everything runs some 50 times
-    slower, so a workload with waits in it should scale them to stay the same workload."""
+    slower, so a workload with waits in it should scale them to stay the same workload.
+
+    The hash seed is fixed: with a random one, str-keyed dict lookups (a tenth of what a
+    symai query executes) probe differently in every process, which moved one count by
+    about 1.5 %, more than some differences being measured; with a fixed one two counts of
+    a run agree within 0.05 %."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [
@@ -111,7 +118,7 @@ def instructions_in_subprocess(script: str, spec: dict[str, Any]) -> tuple[int, 
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, _COUNTING: "1"},
+            env={**os.environ, _COUNTING: "1", "PYTHONHASHSEED": str(hash_seed)},
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:

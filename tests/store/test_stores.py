@@ -63,6 +63,33 @@ def test_rerun_of_a_failed_item_clears_its_error_and_adds_attempts(store: RunSto
     assert (row.status, row.error_type, row.attempts) == ("succeeded", None, 2)
 
 
+def test_job_and_error_columns_are_kept_whether_set_or_not(store: RunStore) -> None:
+    store.item_started(ItemRecord(index=0, fingerprint="fp0", input='"a"', job=3))
+    store.item_started(ItemRecord(index=1, fingerprint="fp1", input='"b"'))
+    failed = ItemRecord(index=0, fingerprint="fp0", status="failed", attempts=1)
+    failed.error_type, failed.error_traceback = "KeyError", "Traceback: ..."
+    store.item_finished(failed).result()
+    store.item_finished(ItemRecord(1, "fp1", "succeeded", result="1", attempts=1)).result()
+    first, second = store.items()
+    assert (first.job, first.error_type, first.error_message) == (3, "KeyError", None)
+    assert (first.error_traceback, first.result) == ("Traceback: ...", None)
+    assert (second.job, second.error_type, second.error_traceback) == (None, None, None)
+    assert second.result == "1"
+
+
+def test_writes_to_a_store_that_is_not_open_fail_and_name_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "run")
+    with pytest.raises(StoreError, match="is not open"):
+        _start(store, 0)
+    with store:
+        _start(store, 0)
+        _finish(store, 0)
+    for write in (lambda: _start(store, 1), lambda: store.add_call(1, 1, 1, 0.0)):
+        with pytest.raises(StoreError, match="is not open"):
+            write()
+    assert [row.status for row in store.items()] == ["succeeded"]
+
+
 def test_items_filter_by_status_and_start(store: RunStore) -> None:
     for i in range(6):
         _start(store, i)
