@@ -100,6 +100,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 def hooks_alone(spec: dict[str, Any]) -> dict[str, Any]:
     """The Checkpoint's (and Cost's) own work per item, writer thread included, with no
     engine and no other threads competing: what the hooks cost before contention."""
+    from common import counted
     from symai import Symbol
 
     from symbatcher.hooks import Checkpoint, Cost
@@ -113,25 +114,27 @@ def hooks_alone(spec: dict[str, Any]) -> dict[str, Any]:
     answer = engine.answer("a prompt of some length")
     outcome = Symbol("sim(item)")
     with tempfile.TemporaryDirectory() as tmp:
-        chain = HookChain(
-            [Checkpoint(Path(tmp) / "run", synchronous=spec["sync"]), Cost({"simulated": (1, 2)})]
-        )
+        hooks: list[Any] = [Cost({"simulated": (1, 2)})]
+        if spec.get("store", True):
+            hooks.insert(0, Checkpoint(Path(tmp) / "run", synchronous=spec["sync"]))
+        chain = HookChain(hooks)
         run = RunContext(
             expression_fingerprint="x", dataset=data, total=n, num_workers=1, model=None
         )
         chain.on_start(run)
         pending = []
-        cpu0 = time.process_time()
-        for index in range(n):
-            item = ItemContext(index, data[index], run)
-            chain.restore(item)
-            chain.item_start(item)
-            with working_on(item):
-                chain.run_call("neurosymbolic", engine, None, lambda: answer)
-            pending.extend(chain.item_done(item, outcome))
-        for future in pending:
-            future.result()
-        cpu = time.process_time() - cpu0
+        with counted():
+            cpu0 = time.process_time()
+            for index in range(n):
+                item = ItemContext(index, data[index], run)
+                chain.restore(item)
+                chain.item_start(item)
+                with working_on(item):
+                    chain.run_call("neurosymbolic", engine, None, lambda: answer)
+                pending.extend(chain.item_done(item, outcome))
+            for future in pending:
+                future.result()
+            cpu = time.process_time() - cpu0
         chain.on_end(run)
     return {"cpu_us_per_item": cpu / n * 1e6}
 
@@ -270,7 +273,22 @@ def instructions(
             f"| {mode} | {med[mode]:,.0f} ({min(per_item[mode]):,.0f}-{max(per_item[mode]):,.0f}) "
             f"| {_spread(extra, rate)} | {store} |"
         )
-    print()
+    alone = {
+        store: [
+            instructions_in_subprocess(
+                __file__, {"n": n, "sync": "FULL", "store": store}, flag="--alone"
+            )[0]
+            for n in (1000, 3000)
+        ]
+        for store in (True, False)
+    }
+    with_store, without = ((counts[1] - counts[0]) / 2000 for counts in alone.values())
+    print(
+        f"\nThe hooks driven alone, counted the same way (runs of 1,000 and 3,000 items): "
+        f"Checkpoint + Cost {with_store:,.0f} instructions per item, Cost alone "
+        f"{without:,.0f}; the store's share {with_store - without:,.0f} "
+        f"({(with_store - without) / rate:.0f} us)\n"
+    )
 
 
 def _spread(values: list[float], rate: float) -> str:

@@ -90,10 +90,10 @@ def counted() -> Iterator[None]:
 
 
 def instructions_in_subprocess(
-    script: str, spec: dict[str, Any], hash_seed: int = 0
+    script: str, spec: dict[str, Any], hash_seed: int = 0, flag: str = "--measure"
 ) -> tuple[int, dict[str, Any]]:
     """Instructions executed (all threads) inside :func:`counted` blocks of ``script
-    --measure <spec>``, counted by valgrind's callgrind, and what the script printed (its
+    <flag> <spec>``, counted by valgrind's callgrind, and what the script printed (its
     last line, JSON). Unlike CPU time they do not move with the load on a shared machine,
     so small differences between runs can be seen; but threads run one at a time under
     valgrind, so contention costs are not in them, and everything runs some 50 times
@@ -112,7 +112,7 @@ def instructions_in_subprocess(
                 f"--callgrind-out-file={tmp}/callgrind.out",
                 sys.executable,
                 script,
-                "--measure",
+                flag,
                 json.dumps(spec),
             ],
             capture_output=True,

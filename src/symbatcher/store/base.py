@@ -18,7 +18,7 @@ PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed
 FINISHED = (SUCCEEDED, FAILED)
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemRecord:
     """One item's row. ``input`` and ``result`` are JSON text."""
 
