@@ -33,7 +33,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 def _expression() -> type:
@@ -59,8 +59,11 @@ def _hooks(mode: str, run_dir: Path, slowdown: float = 1.0) -> list[Any]:
 
         return [Noop()]
     if mode.startswith("checkpoint"):
-        sync = "NORMAL" if mode.endswith("normal") else "FULL"
-        checkpoint = Checkpoint(run_dir, synchronous=sync, commit_interval=0.02 * slowdown)
+        checkpoint = Checkpoint(
+            run_dir,
+            synchronous="NORMAL" if mode.endswith("normal") else "FULL",
+            commit_interval=0.02 * slowdown,
+        )
         return [checkpoint, Cost({"simulated": (1.0, 2.0)})]
     return []
 
@@ -167,7 +170,7 @@ def resume(spec: dict[str, Any]) -> dict[str, Any]:
                     "status": "interrupted",
                 }
             )
-            conn = store._conn
+            conn = cast(SQLiteStore, store)._conn
             assert conn is not None
             conn.execute("BEGIN")
             conn.executemany(
@@ -206,7 +209,8 @@ def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def instructions(
@@ -273,7 +277,7 @@ def instructions(
             f"| {mode} | {med[mode]:,.0f} ({min(per_item[mode]):,.0f}-{max(per_item[mode]):,.0f}) "
             f"| {_spread(extra, rate)} | {store} |"
         )
-    alone = {
+    driven = {
         store: [
             instructions_in_subprocess(
                 __file__, {"n": n, "sync": "FULL", "store": store}, flag="--alone"
@@ -282,7 +286,7 @@ def instructions(
         ]
         for store in (True, False)
     }
-    with_store, without = ((counts[1] - counts[0]) / 2000 for counts in alone.values())
+    with_store, without = ((counts[1] - counts[0]) / 2000 for counts in driven.values())
     print(
         f"\nThe hooks driven alone, counted the same way (runs of 1,000 and 3,000 items): "
         f"Checkpoint + Cost {with_store:,.0f} instructions per item, Cost alone "

@@ -121,7 +121,9 @@ def main() -> None:
         args.n, args.workers, args.batch_sizes, args.stream_n = 300, "20,100", "1,10", 0
         args.repeat = 1
 
-    ints = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",")]
+
     ceiling = best_of(
         [
             run_in_subprocess(
