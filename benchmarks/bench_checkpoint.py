@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -203,14 +201,9 @@ def resume(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, f"--{kind}", json.dumps(spec)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    from common import measure_in_subprocess
+
+    return measure_in_subprocess(__file__, spec, flag=f"--{kind}")
 
 
 def instructions(

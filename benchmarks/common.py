@@ -56,10 +56,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_in_subprocess(script: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run ``script --measure <spec>`` and return the JSON it prints last."""
+def measure_in_subprocess(
+    script: str, spec: dict[str, Any], flag: str = "--measure"
+) -> dict[str, Any]:
+    """Run ``script <flag> <spec>`` and return the JSON it prints last."""
     done = subprocess.run(
-        [sys.executable, script, "--measure", json.dumps(spec)],
+        [sys.executable, script, flag, json.dumps(spec)],
         capture_output=True,
         text=True,
         check=False,

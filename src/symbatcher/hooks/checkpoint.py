@@ -208,27 +208,24 @@ class Checkpoint(Hook):
         """The record goes to the store's writer; the run hands the outcome on when the
         returned future says it is durable."""
         assert item.fingerprint is not None
+        fields: dict[str, Any]
         if isinstance(outcome, ItemError):
-            record = ItemRecord(
-                item.index,
-                item.fingerprint,
-                FAILED,
-                error_type=outcome.type,
-                error_message=outcome.message,
-                error_traceback=outcome.traceback,
-                attempts=max(item.attempts, 1),
-                completed_at=time.time(),
-            )
+            status = FAILED
+            fields = {
+                "error_type": outcome.type,
+                "error_message": outcome.message,
+                "error_traceback": outcome.traceback,
+            }
         else:
-            result = dumps(to_jsonable(outcome))
-            record = ItemRecord(
-                item.index,
-                item.fingerprint,
-                SUCCEEDED,
-                result=result,
-                attempts=max(item.attempts, 1),
-                completed_at=time.time(),
-            )
+            status, fields = SUCCEEDED, {"result": dumps(to_jsonable(outcome))}
+        record = ItemRecord(
+            item.index,
+            item.fingerprint,
+            status,
+            attempts=max(item.attempts, 1),
+            completed_at=time.time(),
+            **fields,
+        )
         return self.store.item_finished(record)
 
     def on_end(self, run: RunContext) -> None:
