@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,8 +135,8 @@ class ObservedDispatcher(Dispatcher):
         self.two_queued = threading.Event()
         super().__init__(*args, **kwargs)
 
-    def _release(self, caller: Any = None) -> None:
-        super()._release(caller)
+    def _release(self) -> None:
+        super()._release()
         if sum(len(lane.waiting) for lane in self._lanes.values()) == 2:
             self.two_queued.set()
 
@@ -238,3 +240,107 @@ def test_plain_engine_respects_the_inflight_cap() -> None:
         t.join()
     assert engine.max_inside <= 2  # one batch of at most batch_size at a time
     assert len(answers) == 5 and all(isinstance(a, tuple) for a in answers)
+
+
+class StallingDispatcher(Dispatcher):
+    """The first operation to mark a worker busy stalls inside the lock until the test lets
+    it go: the lock holder preempted mid-operation, as the interpreter's switch interval can
+    do to any thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stalled = threading.Event()
+        self.go_on = threading.Event()
+        self.queued = threading.Semaphore(0)  # one release per operation queued
+
+    def _apply(self, fn: Any, arg: Any, mine: Any = None) -> bool:
+        self.queued.release()
+        return super()._apply(fn, arg, mine)
+
+    def _op_busy(self, delta: int) -> None:
+        if delta == 1 and not self.stalled.is_set():
+            self.stalled.set()
+            assert self.go_on.wait(timeout=30)
+        super()._op_busy(delta)
+
+
+def test_no_thread_waits_for_a_stalled_lock_holder() -> None:
+    dispatcher = StallingDispatcher(batch_size=3, linger=3600, linger_fraction=None)
+    holder = threading.Thread(target=dispatcher.worker_busy)
+    holder.start()
+    assert dispatcher.stalled.wait(timeout=30)
+    engine = GatedListEngine()
+    # Three workers mark themselves busy and submit while the holder is stuck: none of them
+    # may block on the lock (this thread's own worker_busy calls would hang the test).
+    answers, threads = run_workers(dispatcher, engine, ["a", "b", "c"])
+    for _ in range(1 + 3 + 3):  # the holder's operation, three busy, three calls
+        assert dispatcher.queued.acquire(timeout=30)
+    assert engine.batches == []  # nothing ran: every operation waits for the holder
+    dispatcher.go_on.set()  # the holder runs them all, and the batch of three goes
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    holder.join(timeout=30)
+    assert engine.batches == [["a", "b", "c"]]
+    assert answers == [(["ans(a)"], {}), (["ans(b)"], {}), (["ans(c)"], {})]
+
+
+class RandomLatencyListEngine:
+    """A list-taking executor answering after a random pause, for churn tests."""
+
+    caller_runs = False
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def call_one(self, argument: Any) -> Answer:
+        raise AssertionError("dispatch must use call_batch")
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        with self.lock:
+            pause = self.rng.uniform(0, 0.002)
+        time.sleep(pause)  # latency, not synchronisation
+        return [([f"ans({a})"], {}) for a in arguments]
+
+
+@pytest.mark.parametrize("cap", [None, 2])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_churn_of_many_workers_strands_no_call(cap: int | None, seed: int) -> None:
+    """64 workers go busy, call, and go idle at random, 3,200 calls in all: every call gets
+    its own answer, and the dispatcher ends with nothing queued, busy or pending."""
+    dispatcher = Dispatcher(batch_size=7, linger=0.001, max_inflight_batches=cap)
+    engine = RandomLatencyListEngine(seed)
+    workers, calls = 64, 50
+    wrong: list[Any] = []
+
+    def worker(number: int) -> None:
+        rng = random.Random(seed * 1000 + number)
+        busy = False
+        for call in range(calls):
+            if not busy:
+                dispatcher.worker_busy()
+                busy = True
+            argument = f"{number}-{call}"
+            answer = dispatcher.submit("e", engine, argument)
+            if answer != ([f"ans({argument})"], {}):
+                wrong.append((argument, answer))
+            if rng.random() < 0.3:
+                dispatcher.worker_idle()
+                busy = False
+        if busy:
+            dispatcher.worker_idle()
+
+    before = set(threading.enumerate())
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert wrong == []
+    assert dispatcher.engine_calls == workers * calls
+    assert dispatcher.max_batch <= 7
+    assert (dispatcher._busy, dispatcher._queued, dispatcher._inflight) == (0, 0, 0)
+    assert not dispatcher._ops
+    assert set(threading.enumerate()) == before
