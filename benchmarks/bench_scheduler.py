@@ -67,7 +67,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         engine.reset()
         cpu0, t0 = time.process_time(), time.perf_counter()
         if mode in ("ceiling", "pool"):
-            baseline("loop" if mode == "ceiling" else "pool", expr, data, spec.get("workers", 1))
+            threads = baseline(
+                "loop" if mode == "ceiling" else "pool", expr, data, spec.get("workers", 1)
+            )
+            extra = {"threads": threads}
         elif mode == "scheduler":
             results = BatchScheduler()(
                 expr=expr, dataset=data, num_workers=spec["workers"], batch_size=spec["batch"]
@@ -141,9 +144,10 @@ def main() -> None:
     print()
     print(
         "| engine | calls/item | workers | batch | items/s | calls/s | ideal s | efficiency "
-        "| pool efficiency | CPU us/call | pool CPU us/call | mean batch fill | peak RSS MB |"
+        "| pool efficiency | pool threads | CPU us/call | pool CPU us/call | mean batch fill "
+        "| peak RSS MB |"
     )
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for engine, calls, workers in product(
         args.engines.split(","), ints(args.calls), ints(args.workers)
     ):
@@ -166,7 +170,7 @@ def main() -> None:
             print(
                 f"| {engine} | {calls} | {workers} | {batch} | {args.n / ours['wall']:.0f} "
                 f"| {ours['calls_per_s']:.0f} | {ideal:.2f} | {ideal / ours['wall']:.2f}{flag} "
-                f"| {ideal / pool['wall']:.2f} | {ours['cpu_per_call_us']:.0f} "
+                f"| {ideal / pool['wall']:.2f} | {pool['threads']} | {ours['cpu_per_call_us']:.0f} "
                 f"| {pool['cpu_per_call_us']:.0f} | {ours['fill']:.2f} | {ours['rss_mb']:.0f} |",
                 flush=True,
             )

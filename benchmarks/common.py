@@ -20,23 +20,28 @@ from typing import Any
 _COUNTING = "SYMBATCHER_BENCH_CALLGRIND"
 
 
-def baseline(mode: str, expr: type, data: list[Any], workers: int = 1) -> None:
+def baseline(mode: str, expr: type, data: list[Any], workers: int = 1) -> int:
     """``loop``: one instance, items in turn. ``pool``: a plain ThreadPoolExecutor, one
-    instance per thread (what a user would write without symbatcher)."""
+    instance per thread (what a user would write without symbatcher). Returns the number
+    of threads that ran items: a ThreadPoolExecutor starts a thread per submit only while
+    none of its threads is idle, so under load it may run fewer than ``workers``."""
     if mode == "loop":
         instance = expr()
         for item in data:
             instance(input=item)
-        return
+        return 1
     local = threading.local()
+    threads: set[int] = set()
 
     def one(item: Any) -> Any:
         if not hasattr(local, "expr"):
             local.expr = expr()
+            threads.add(threading.get_ident())
         return local.expr(input=item)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, data))
+    return len(threads)
 
 
 def best_of(
