@@ -285,32 +285,38 @@ def test_no_thread_waits_for_a_stalled_lock_holder() -> None:
     assert answers == [(["ans(a)"], {}), (["ans(b)"], {}), (["ans(c)"], {})]
 
 
-class RandomLatencyListEngine:
-    """A list-taking executor answering after a random pause, for churn tests."""
+class RandomLatencyEngine:
+    """An executor answering after a random pause, for churn tests: list-taking, or plain
+    (each call run by its caller)."""
 
-    caller_runs = False
-
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, caller_runs: bool) -> None:
+        self.caller_runs = caller_runs
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
 
-    def call_one(self, argument: Any) -> Answer:
-        raise AssertionError("dispatch must use call_batch")
-
-    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+    def _pause(self) -> None:
         with self.lock:
             pause = self.rng.uniform(0, 0.002)
         time.sleep(pause)  # latency, not synchronisation
+
+    def call_one(self, argument: Any) -> Answer:
+        assert self.caller_runs, "a list-taking engine gets call_batch"
+        self._pause()
+        return ([f"ans({argument})"], {})
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        self._pause()
         return [([f"ans({a})"], {}) for a in arguments]
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["list", "plain"])
 @pytest.mark.parametrize("cap", [None, 2])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_churn_of_many_workers_strands_no_call(cap: int | None, seed: int) -> None:
+def test_churn_of_many_workers_strands_no_call(plain: bool, cap: int | None, seed: int) -> None:
     """64 workers go busy, call, and go idle at random, 3,200 calls in all: every call gets
     its own answer, and the dispatcher ends with nothing queued, busy or pending."""
     dispatcher = Dispatcher(batch_size=7, linger=0.001, max_inflight_batches=cap)
-    engine = RandomLatencyListEngine(seed)
+    engine = RandomLatencyEngine(seed, caller_runs=plain)
     workers, calls = 64, 50
     wrong: list[Any] = []
 
