@@ -256,9 +256,7 @@ class Dispatcher:
 
     def _op_enqueue(self, call: _Call) -> None:
         if self._cancelled is not None:
-            error = RunCancelledError("the run was cancelled")
-            error.__cause__ = self._cancelled
-            call.finish(error)
+            self._fail_cancelled(call, "the run was cancelled")
             return
         lane = self._lanes.get(call.key)
         if lane is None:
@@ -288,11 +286,14 @@ class Dispatcher:
     def _op_cancel(self, _: None) -> None:
         for lane in self._lanes.values():
             while lane.waiting:
-                call = lane.waiting.popleft()
-                error = RunCancelledError("the run was cancelled before this call was sent")
-                error.__cause__ = self._cancelled
-                call.finish(error)
+                message = "the run was cancelled before this call was sent"
+                self._fail_cancelled(lane.waiting.popleft(), message)
         self._queued = 0
+
+    def _fail_cancelled(self, call: _Call, message: str) -> None:
+        error = RunCancelledError(message)
+        error.__cause__ = self._cancelled
+        call.finish(error)
 
     # ------------------------------------------------------------------ release
     def _linger_for(self, lane: _Lane) -> float:
