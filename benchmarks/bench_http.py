@@ -5,10 +5,13 @@ compete with the client's for the GIL; each measurement runs in a process of its
 Rows, each measured in the same run:
 
 1. symai's CPU per query and queries/s in a plain loop at zero server latency: the
-   ceiling of one process.
-2. N requests at 100 ms server latency with 50 and 200 workers, through BatchScheduler and
-   through a plain ``ThreadPoolExecutor`` of the same size calling the same engine;
-   ``ideal = max(ceil(N / workers) x latency, N x CPU per query)``, efficiency = ideal / wall.
+   ceiling of one process; then the same with symbatcher's template cache (which every
+   run uses by default, see ``symbatcher.templates``).
+2. N requests at 100 ms server latency with 50 and 200 workers, through BatchScheduler
+   (with and without the template cache) and through a plain ``ThreadPoolExecutor`` of
+   the same size calling the same engine;
+   ``ideal = max(ceil(N / workers) x latency, N x CPU per query)``, efficiency = ideal / wall,
+   against symai's own CPU per query and against the row's own ceiling.
 3. The server limits to 3,000 RPM and symbatcher is told the same limit.
 4. The server limits to 3,000 RPM and symbatcher is told nothing: the rate it settles at
    (from half-way to 90% of the run) and the 429s it met.
@@ -23,6 +26,7 @@ times and keep the best of each; compare within a row.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import threading
@@ -55,6 +59,7 @@ def _post(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, 
 # ----------------------------------------------------------------- in the subprocess
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from symbatcher import BatchScheduler, RateLimit, local_engine
+    from symbatcher.templates import cached_templates
     from symbatcher.testing import use_engine
 
     url, mode, n = spec["url"], spec["mode"], spec["n"]
@@ -67,7 +72,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         _post(url, "/_config", {**spec["server"], "reset": True})
         cpu0, t0 = time.process_time(), time.perf_counter()
         if mode in ("loop", "pool"):
-            baseline(mode, expr, data, spec.get("workers", 1))
+            with cached_templates() if spec.get("cache") else contextlib.nullcontext():
+                baseline(mode, expr, data, spec.get("workers", 1))
         else:
             hooks = [RateLimit(rpm=spec["rpm"])] if spec.get("rpm") else []
             marks: list[tuple[float, int]] = []
@@ -84,7 +90,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             sampler = threading.Thread(target=sample)
             sampler.start()
             try:
-                results = BatchScheduler(hooks=hooks)(
+                results = BatchScheduler(hooks=hooks, cache_templates=spec.get("cache", True))(
                     expr=expr, dataset=data, num_workers=spec["workers"], batch_size=5
                 )
             finally:
@@ -139,40 +145,62 @@ def main() -> None:
     with LocalServer(process=True) as server:
         url = server.url
         loop = {"url": url, "mode": "loop", "n": 500, "server": {"latency": 0.0}}
-        ceiling = min((run(loop) for _ in range(2)), key=lambda r: r["cpu_per_query_ms"])
-        cpu = ceiling["cpu_per_query_ms"] / 1e3
-        print(
-            f"symai CPU ceiling (vLLM engine, plain loop, zero latency): "
-            f"{ceiling['cpu_per_query_ms']:.2f} ms CPU per query, "
-            f"{ceiling['queries_per_s']:.0f} queries/s"
-        )
+        plain, cached = [], []
+        for _ in range(2):  # alternated, so both see the same noise
+            plain.append(run(loop))
+            cached.append(run({**loop, "cache": True}))
+        ceilings = {
+            False: min(plain, key=lambda r: r["cpu_per_query_ms"]),
+            True: min(cached, key=lambda r: r["cpu_per_query_ms"]),
+        }
+        for cache, text in ((False, "symai"), (True, "with symbatcher's template cache")):
+            print(
+                f"CPU ceiling, {text} (vLLM engine, plain loop, zero latency): "
+                f"{ceilings[cache]['cpu_per_query_ms']:.2f} ms CPU per query, "
+                f"{ceilings[cache]['queries_per_s']:.0f} queries/s"
+            )
+        cpu = {cache: row["cpu_per_query_ms"] / 1e3 for cache, row in ceilings.items()}
         if args.only != "rate":
             throughput_table(args, url, cpu)
         if args.only != "throughput":
             rate_table(args, url)
 
 
-def throughput_table(args: argparse.Namespace, url: str, cpu: float) -> None:
+def throughput_table(args: argparse.Namespace, url: str, cpu: dict[bool, float]) -> None:
+    """``efficiency``: against the ideal from symai's own CPU per query (a plain loop);
+    ``vs own ceiling``: from the loop with the same template setting as the row, so it
+    shows what the scheduling costs apart from the cheaper queries."""
     print()
     print(
         "| run | workers | requests | wall s | queries/s | ideal s | efficiency "
-        "| CPU ms/query | 429s | connections | peak RSS MB |"
+        "| ideal s, own ceiling | efficiency vs own ceiling | CPU ms/query | 429s "
+        "| connections | peak RSS MB |"
     )
-    print("|---" * 11 + "|")
+    print("|---" * 13 + "|")
     latency = {"latency": args.latency, "rpm": None, "tpm": None}
+    rows: dict[str, tuple[str, dict[str, Any], bool]] = {
+        "cached": ("symbatcher", {"mode": "scheduler"}, True),
+        "uncached": (
+            "symbatcher, template cache off",
+            {"mode": "scheduler", "cache": False},
+            False,
+        ),
+        "pool": ("plain thread pool", {"mode": "pool"}, False),
+    }
     for workers in [int(w) for w in args.workers.split(",")]:
-        ideal = max(math.ceil(args.n / workers) * args.latency, args.n * cpu)
-        labels = {"scheduler": "symbatcher", "pool": "plain thread pool"}
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in labels}
+        rounds = math.ceil(args.n / workers) * args.latency
+        runs: dict[str, list[dict[str, Any]]] = {key: [] for key in rows}
         for _ in range(args.repeat):  # alternated, so all see the same noise
-            for mode in runs:
-                spec = {"url": url, "mode": mode, "n": args.n, "workers": workers}
-                runs[mode].append(run({**spec, "server": latency}))
-        for mode, label in labels.items():
-            row = best_of(runs[mode], least=("cpu_per_query_ms",))
+            for key, (_, mode, _) in rows.items():
+                spec = {"url": url, "n": args.n, "workers": workers, **mode}
+                runs[key].append(run({**spec, "server": latency}))
+        for key, (label, _, cache) in rows.items():
+            row = best_of(runs[key], least=("cpu_per_query_ms",))
+            plain, own = max(rounds, args.n * cpu[False]), max(rounds, args.n * cpu[cache])
             print(
                 f"| {label} | {workers} | {args.n} | {row['wall']:.1f} "
-                f"| {row['queries_per_s']:.0f} | {ideal:.1f} | {ideal / row['wall']:.2f} "
+                f"| {row['queries_per_s']:.0f} | {plain:.1f} | {plain / row['wall']:.2f} "
+                f"| {own:.1f} | {own / row['wall']:.2f} "
                 f"| {row['cpu_per_query_ms']:.2f} | {row['rate_limited']} "
                 f"| {row['connections']} | {row['rss_mb']:.0f} |",
                 flush=True,

@@ -36,6 +36,7 @@ from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.results import ItemError, ItemPending, RunStats
+from symbatcher.templates import cached_templates
 
 logger = logging.getLogger("symbatcher")
 
@@ -126,6 +127,7 @@ class Run:
         max_inflight_batches: int | None,
         window: int,
         error_handling: ErrorHandling,
+        cache_templates: bool = False,
         hooks: HookChain | None = None,
         context: dict[str, Any] | None = None,
         indexed: bool = False,
@@ -146,6 +148,7 @@ class Run:
         self._call_kwargs = call_kwargs
         self._engines = engines
         self._error_handling = error_handling
+        self._cache_templates = cache_templates
         self._name = f"symbatcher-run{next(_run_numbers)}"
         self._batch_size = batch_size
         self._linger = linger
@@ -223,6 +226,8 @@ class Run:
         self._binding = stack
         try:
             bindings = stack.enter_context(bound_engines(self._engines))
+            if self._cache_templates:  # after binding: the engines have loaded their prompts
+                stack.enter_context(cached_templates())
             model = getattr(bindings[self._engines[0]].engine, "model", None)
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)
