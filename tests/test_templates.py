@@ -21,7 +21,8 @@ from symai.backend.engines.neurosymbolic._prompts import prompt_registry
 
 from symbatcher import BatchScheduler
 from symbatcher import templates as tpl
-from symbatcher.templates import cached_templates, templates_from_env
+from symbatcher.checks import env_flag
+from symbatcher.templates import cached_templates
 from symbatcher.testing.server import LocalServer
 
 ENV = prompt_registry.jinja_env
@@ -134,7 +135,7 @@ def test_a_replacement_made_during_a_run_is_left_alone(caplog: pytest.LogCapture
 )
 def test_the_environment_can_turn_it_off(value: str | None, on: bool) -> None:
     environ = {} if value is None else {tpl.ENV_NAME: value}
-    assert templates_from_env(environ) is on
+    assert env_flag(tpl.ENV_NAME, environ) is on
 
 
 # ---------------------------------------------------------------- full runs

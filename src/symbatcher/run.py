@@ -35,6 +35,7 @@ from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
+from symbatcher.http_clients import client_per_thread, close_thread_clients
 from symbatcher.results import ItemError, ItemPending, RunStats
 from symbatcher.templates import cached_templates
 
@@ -128,6 +129,7 @@ class Run:
         window: int,
         error_handling: ErrorHandling,
         cache_templates: bool = False,
+        client_per_thread: bool = False,
         hooks: HookChain | None = None,
         context: dict[str, Any] | None = None,
         indexed: bool = False,
@@ -149,6 +151,7 @@ class Run:
         self._engines = engines
         self._error_handling = error_handling
         self._cache_templates = cache_templates
+        self._client_per_thread = client_per_thread
         self._name = f"symbatcher-run{next(_run_numbers)}"
         self._batch_size = batch_size
         self._linger = linger
@@ -228,6 +231,10 @@ class Run:
             bindings = stack.enter_context(bound_engines(self._engines))
             if self._cache_templates:  # after binding: the engines have loaded their prompts
                 stack.enter_context(cached_templates())
+            if self._client_per_thread:
+                for engine in {id(b.engine): b.engine for b in bindings.values()}.values():
+                    client_per_thread.apply(engine)
+                    stack.callback(client_per_thread.restore, engine)
             model = getattr(bindings[self._engines[0]].engine, "model", None)
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)
@@ -532,6 +539,7 @@ class _Worker:
                         if not self._take(busy=True):
                             break
         finally:
+            close_thread_clients()
             self.backlog.drain()  # this worker's outcomes are handed on before it says it left
             if self.run._collected is None:
                 self.run._outbox.put(_WORKER_EXIT)

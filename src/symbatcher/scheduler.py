@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from symbatcher.checks import positive_int
+from symbatcher import http_clients, templates
+from symbatcher.checks import env_flag, positive_int
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.chain import HookChain
@@ -16,7 +17,6 @@ from symbatcher.results import RunResults, RunStats
 from symbatcher.run import ErrorHandling, Run
 from symbatcher.store.codec import dumps, fingerprint
 from symbatcher.symai_setup import import_symai
-from symbatcher.templates import templates_from_env
 
 import_symai()
 
@@ -48,6 +48,10 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     With ``cache_templates`` (on unless ``SYMBATCHER_CACHE_TEMPLATES=0``), symai's chat
     engines compile their system-prompt template once per run instead of once per query
     (see :mod:`symbatcher.templates`): the same prompts at a fraction of the client CPU.
+    With ``client_per_thread`` (on unless ``SYMBATCHER_CLIENT_PER_THREAD=0``), each worker
+    sends an HTTP engine's requests on its own client instead of symai's shared one, whose
+    connection pool costs CPU per request in proportion to its size (see
+    :mod:`symbatcher.http_clients`).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         hooks: Iterable[Hook] = (),
         http_defaults: bool = True,
         cache_templates: bool | None = None,
+        client_per_thread: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,7 +95,12 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self._sb_error_handling: ErrorHandling = error_handling
         self._sb_http_defaults = http_defaults
         self._sb_cache_templates = (
-            templates_from_env() if cache_templates is None else bool(cache_templates)
+            env_flag(templates.ENV_NAME) if cache_templates is None else bool(cache_templates)
+        )
+        self._sb_client_per_thread = (
+            env_flag(http_clients.ENV_NAME)
+            if client_per_thread is None
+            else bool(client_per_thread)
         )
         self._sb_last: Run | None = None
 
@@ -204,6 +214,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             window=self._sb_window or 2 * num_workers,
             error_handling=self._sb_error_handling,
             cache_templates=self._sb_cache_templates,
+            client_per_thread=self._sb_client_per_thread,
             hooks=chain,
             context=context,
             indexed=indexed,

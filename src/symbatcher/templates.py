@@ -13,10 +13,9 @@ template source once. The original method is back when the last active run ends.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,12 +100,6 @@ def _uninstall() -> None:
             logger.warning(
                 "symbatcher: %r.from_string was replaced during a run; leaving the new one", env
             )
-
-
-def templates_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether runs cache templates by default: on unless the environment turns it off."""
-    value = (os.environ if environ is None else environ).get(ENV_NAME, "").strip().lower()
-    return value not in ("0", "false", "no", "off")
 
 
 @contextmanager

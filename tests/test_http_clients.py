@@ -1,0 +1,111 @@
+"""A client per worker thread for symai's HTTP engines during a run (symbatcher.http_clients).
+
+Through symai's real vLLM engine and the local server: each worker sends on a client of its
+own and closes it when it leaves; threads outside the run keep symai's shared client; an
+engine given its own client keeps it; and the engine is as before after the run, also when
+the run fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from symai import Expression, Symbol
+from symai.backend.transport import default_engine_api_client
+
+from symbatcher import BatchScheduler
+from symbatcher.http_clients import ThreadClients
+from symbatcher.testing.server import LocalServer
+
+
+class Recording(Expression):  # type: ignore[misc]
+    """Asks once and notes, per worker thread, the engine's client stand-in and the client
+    it hands this thread."""
+
+    engine: Any = None
+    seen: dict[int, tuple[Any, Any]]
+    lock = threading.Lock()
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        answer = Symbol(input).query("Answer")
+        stand_in = self.engine.transport_client
+        client = stand_in.client() if isinstance(stand_in, ThreadClients) else None
+        with self.lock:
+            self.seen[threading.get_ident()] = (stand_in, client)
+        if str(input) == "fail":
+            raise ValueError("this item fails")
+        return answer
+
+
+@pytest.fixture
+def recording(local_vllm: Any) -> type[Recording]:
+    Recording.engine = local_vllm
+    Recording.seen = {}
+    return Recording
+
+
+def test_each_worker_sends_on_a_client_of_its_own(
+    local_server: LocalServer, local_vllm: Any, recording: type[Recording]
+) -> None:
+    local_server.configure(latency=(0.0, 0.01))
+    items = [f"item-{i}" for i in range(96)]
+    results = BatchScheduler()(expr=recording, dataset=items, num_workers=16)
+    assert results.stats.failed == 0
+    assert all(f"item-{i}" in str(results[i]) for i in range(96))
+    stand_ins = {id(s) for s, _ in recording.seen.values()}
+    clients = [c for _, c in recording.seen.values()]
+    assert len(stand_ins) == 1 and isinstance(next(iter(recording.seen.values()))[0], ThreadClients)
+    assert len({id(c) for c in clients}) == len(clients) > 1  # one per thread
+    assert all(c is not default_engine_api_client() for c in clients)
+    assert all(c.is_closed for c in clients)  # closed as their workers left
+    assert local_server.stats()["connections"] <= 16  # one kept alive per worker
+    assert local_vllm.transport_client is None  # symai's default again
+
+
+def test_the_engine_is_as_before_after_a_failed_run(
+    local_vllm: Any, recording: type[Recording]
+) -> None:
+    scheduler = BatchScheduler(error_handling="fail_fast")
+    with pytest.raises(ValueError, match="this item fails"):
+        scheduler(expr=recording, dataset=["a", "fail", "b"], num_workers=2)
+    assert local_vllm.transport_client is None
+    assert all(c.is_closed for _, c in recording.seen.values())
+
+
+def test_threads_outside_the_run_keep_symai_shared_client(
+    local_vllm: Any, recording: type[Recording]
+) -> None:
+    stream = BatchScheduler().imap(expr=recording, dataset=["a", "b", "c"], num_workers=2)
+    next(stream)
+    stand_in = local_vllm.transport_client
+    assert isinstance(stand_in, ThreadClients)
+    assert stand_in.client() is default_engine_api_client()  # the main thread: no route
+    assert "echo" in str(Symbol("from the main thread").query("Answer"))
+    for _ in stream:
+        pass
+    assert local_vllm.transport_client is None
+
+
+def test_an_engine_with_its_own_client_keeps_it(
+    local_vllm: Any, recording: type[Recording]
+) -> None:
+    sent: list[str] = []
+    own = httpx.Client(event_hooks={"request": [lambda request: sent.append(request.url.path)]})
+    local_vllm.transport_client = own
+    try:
+        results = BatchScheduler()(expr=recording, dataset=["a", "b", "c", "d"], num_workers=2)
+        assert results.stats.failed == 0
+        assert {id(s) for s, _ in recording.seen.values()} == {id(own)}
+        assert sent.count("/v1/chat/completions") == 4
+        assert local_vllm.transport_client is own and not own.is_closed
+    finally:
+        local_vllm.transport_client = None
+        own.close()
+
+
+def test_it_can_be_turned_off(local_vllm: Any, recording: type[Recording]) -> None:
+    BatchScheduler(client_per_thread=False)(expr=recording, dataset=["a", "b"], num_workers=2)
+    assert {s for s, _ in recording.seen.values()} == {None}
