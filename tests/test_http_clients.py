@@ -8,6 +8,7 @@ the run fails.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any
 
@@ -48,9 +49,10 @@ def recording(local_vllm: Any) -> type[Recording]:
 
 
 def test_each_worker_sends_on_a_client_of_its_own(
-    local_server: LocalServer, local_vllm: Any, recording: type[Recording]
+    local_server: LocalServer, local_vllm: Any, recording: type[Recording], mocker: Any
 ) -> None:
     local_server.configure(latency=(0.0, 0.01))
+    ca_loads = mocker.spy(ssl, "create_default_context")  # httpx loads the CA bundle in it
     items = [f"item-{i}" for i in range(96)]
     results = BatchScheduler()(expr=recording, dataset=items, num_workers=16)
     assert results.stats.failed == 0
@@ -60,6 +62,7 @@ def test_each_worker_sends_on_a_client_of_its_own(
     assert len(stand_ins) == 1 and isinstance(next(iter(recording.seen.values()))[0], ThreadClients)
     assert len({id(c) for c in clients}) == len(clients) > 1  # one per thread
     assert all(c is not default_engine_api_client() for c in clients)
+    assert ca_loads.call_count == 1  # shared: loading it per client costs ~30 ms each
     assert all(c.is_closed for c in clients)  # closed as their workers left
     assert local_server.stats()["connections"] <= 16  # one kept alive per worker
     assert local_vllm.transport_client is None  # symai's default again
