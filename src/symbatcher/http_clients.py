@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from symbatcher.binding import current_route
-from symbatcher.hooks.overrides import UNCHANGED, EngineOverride
+from symbatcher.overrides import UNCHANGED, EngineOverride
 
 #: set to 0, false, no or off to turn it off where a run is not built in code
 ENV_NAME = "SYMBATCHER_CLIENT_PER_THREAD"

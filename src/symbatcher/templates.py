@@ -12,14 +12,14 @@ template source once. The original method is back when the last active run ends.
 
 from __future__ import annotations
 
-import logging
+import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-logger = logging.getLogger("symbatcher")
+from symbatcher.overrides import UNCHANGED, EngineOverride
 
 #: modules whose ``prompt_registry`` is cached; absent ones (another symai) are skipped
 REGISTRY_MODULES = ("symai.backend.engines.neurosymbolic._prompts",)
@@ -28,10 +28,6 @@ MAX_TEMPLATES = 256
 
 #: set to 0, false, no or off to turn the cache off where a run is not built in code
 ENV_NAME = "SYMBATCHER_CACHE_TEMPLATES"
-
-_lock = threading.Lock()
-_users = 0
-_installed: list[tuple[Any, CachedFromString]] = []
 
 
 class CachedFromString:
@@ -76,44 +72,23 @@ def _environments() -> list[Any]:
     return found
 
 
-def _install() -> None:
-    """Cache every loaded environment not cached yet (a later run may use an engine
-    whose registry an earlier, still active one had not loaded)."""
-    done = {id(env) for env, _ in _installed}
-    for env in _environments():
-        if id(env) in done:
-            continue
-        if "from_string" in vars(env):
-            logger.debug("symbatcher: %r has its own from_string; not caching templates", env)
-            continue
-        cached = CachedFromString(env.from_string)
-        env.from_string = cached
-        _installed.append((env, cached))
+def _make(own: Any) -> Any:
+    """Wrap Jinja's own method only; a function someone put there is theirs."""
+    return CachedFromString(own) if inspect.ismethod(own) else UNCHANGED
 
 
-def _uninstall() -> None:
-    while _installed:
-        env, cached = _installed.pop()
-        if vars(env).get("from_string") is cached:
-            del env.from_string
-        else:
-            logger.warning(
-                "symbatcher: %r.from_string was replaced during a run; leaving the new one", env
-            )
+template_cache = EngineOverride("from_string", _make)
 
 
 @contextmanager
 def cached_templates() -> Iterator[None]:
     """Compile symai's prompt templates once for the block. Runs at once share one
     cache; the last to leave puts the original method back, also on an exception."""
-    global _users
-    with _lock:
-        _install()
-        _users += 1
+    environments = _environments()
+    for env in environments:
+        template_cache.apply(env)
     try:
         yield
     finally:
-        with _lock:
-            _users -= 1
-            if _users == 0:
-                _uninstall()
+        for env in environments:
+            template_cache.restore(env)

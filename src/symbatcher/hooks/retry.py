@@ -19,7 +19,7 @@ import httpx
 from symbatcher.checks import positive_int
 from symbatcher.errors import SymbatcherError
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
-from symbatcher.hooks.overrides import EngineOverride
+from symbatcher.overrides import EngineOverride
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 529})
 

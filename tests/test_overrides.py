@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from symbatcher.hooks.overrides import UNCHANGED, EngineOverride
+from symbatcher.overrides import UNCHANGED, EngineOverride
 
 
 class Engine:
@@ -35,3 +35,30 @@ def test_engines_without_the_attribute_or_declined_are_left_alone() -> None:
     assert mine.retries == "mine"
     override.restore(mine)
     assert mine.retries == "mine"
+
+
+class FromClass:
+    def method(self) -> str:
+        return "the class's"
+
+
+def test_a_value_the_class_provided_is_provided_by_the_class_again() -> None:
+    override = EngineOverride("method", lambda own: lambda: f"over {own()}")
+    obj = FromClass()
+    override.apply(obj)
+    assert obj.method() == "over the class's" and "method" in vars(obj)
+    override.restore(obj)
+    assert "method" not in vars(obj) and obj.method() == "the class's"
+
+
+def test_a_value_replaced_during_a_run_is_left_alone(caplog: Any) -> None:
+    released: list[Any] = []
+    override = EngineOverride("retries", lambda own: "ours", released.append)
+    engine = Engine(2)
+    override.apply(engine)
+    engine.retries = "theirs"
+    with caplog.at_level("WARNING", logger="symbatcher"):
+        override.restore(engine)
+    assert engine.retries == "theirs"
+    assert "replaced during a run" in caplog.text
+    assert released == ["ours"]  # what we set is still ours to release
