@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from symai import Expression, Symbol
+from symai.backend import transport
 from symai.backend.transport import default_engine_api_client
 
 from symbatcher import BatchScheduler
@@ -53,6 +54,7 @@ def test_each_worker_sends_on_a_client_of_its_own(
 ) -> None:
     local_server.configure(latency=(0.0, 0.01))
     ca_loads = mocker.spy(ssl, "create_default_context")  # httpx loads the CA bundle in it
+    # (a client of its own each: ~30 ms and 0.8 MB)
     items = [f"item-{i}" for i in range(96)]
     results = BatchScheduler()(expr=recording, dataset=items, num_workers=16)
     assert results.stats.failed == 0
@@ -62,7 +64,7 @@ def test_each_worker_sends_on_a_client_of_its_own(
     assert len(stand_ins) == 1 and isinstance(next(iter(recording.seen.values()))[0], ThreadClients)
     assert len({id(c) for c in clients}) == len(clients) > 1  # one per thread
     assert all(c is not default_engine_api_client() for c in clients)
-    assert ca_loads.call_count == 1  # shared: loading it per client costs ~30 ms each
+    assert ca_loads.call_count == 0  # the shared client's SSL context serves them all
     assert all(c.is_closed for c in clients)  # closed as their workers left
     assert local_server.stats()["connections"] <= 16  # one kept alive per worker
     assert local_vllm.transport_client is None  # symai's default again
@@ -112,3 +114,44 @@ def test_an_engine_with_its_own_client_keeps_it(
 def test_it_can_be_turned_off(local_vllm: Any, recording: type[Recording]) -> None:
     BatchScheduler(client_per_thread=False)(expr=recording, dataset=["a", "b"], num_workers=2)
     assert {s for s, _ in recording.seen.values()} == {None}
+
+
+def test_worker_clients_copy_a_configured_shared_client(
+    monkeypatch: pytest.MonkeyPatch, local_vllm: Any, recording: type[Recording]
+) -> None:
+    sent: list[str] = []
+    shared = httpx.Client(
+        timeout=20.0,
+        headers={"x-team": "research"},
+        event_hooks={"request": [lambda request: sent.append(request.headers["x-team"])]},
+    )
+    monkeypatch.setattr(transport, "default_engine_api_client", lambda: shared)
+    try:
+        results = BatchScheduler()(expr=recording, dataset=["a", "b", "c", "d"], num_workers=2)
+        assert results.stats.failed == 0
+        clients = [c for _, c in recording.seen.values()]
+        assert clients and all(c is not shared for c in clients)
+        assert all(
+            c.timeout == shared.timeout and c.headers["x-team"] == "research" for c in clients
+        )
+        assert sent == ["research"] * 4  # its request hook ran for every request
+    finally:
+        shared.close()
+
+
+def test_a_shared_client_with_proxies_serves_every_thread(
+    monkeypatch: pytest.MonkeyPatch, local_vllm: Any, recording: type[Recording]
+) -> None:
+    sent: list[str] = []
+    shared = httpx.Client(
+        mounts={"https://": httpx.HTTPTransport()},  # a transport of its own for https
+        event_hooks={"request": [lambda request: sent.append(request.url.path)]},
+    )
+    monkeypatch.setattr(transport, "default_engine_api_client", lambda: shared)
+    try:
+        results = BatchScheduler()(expr=recording, dataset=["a", "b", "c"], num_workers=2)
+        assert results.stats.failed == 0
+        assert {id(c) for _, c in recording.seen.values()} == {id(shared)}
+        assert sent.count("/v1/chat/completions") == 3
+    finally:
+        shared.close()

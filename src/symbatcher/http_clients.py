@@ -15,6 +15,7 @@ thread goes on using symai's shared client. An engine given its own client keeps
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from typing import Any
@@ -23,6 +24,8 @@ import httpx
 
 from symbatcher.binding import current_route
 from symbatcher.overrides import UNCHANGED, EngineOverride
+
+logger = logging.getLogger("symbatcher")
 
 #: set to 0, false, no or off to turn it off where a run is not built in code
 ENV_NAME = "SYMBATCHER_CLIENT_PER_THREAD"
@@ -43,35 +46,42 @@ def _shared_client() -> httpx.Client:
 
 class ThreadClients:
     """Stands in for an engine's ``transport_client``: what symai's transport calls
-    (``request``, ``stream``) goes to the calling worker's own client."""
+    (``request``, ``stream``) goes to the calling worker's own client.
+
+    The workers' clients copy the shared client's settings (timeout, headers, auth, event
+    hooks, redirects, environment) and share its SSL context: each would otherwise load
+    the CA bundle itself (about 30 ms of CPU and 0.8 MB a client here). A shared client
+    with a transport of its own or with proxies (their transports belong to it; hosts that
+    ``NO_PROXY`` exempts are fine) cannot be copied, so then every thread uses it, as
+    without symbatcher.
+    """
 
     def __init__(self) -> None:
         self.made = 0  # clients created, for tests and figures
         self._lock = threading.Lock()
-        self._ssl: ssl.SSLContext | None = None
+        self._settings: dict[str, Any] | None = None
+        self._settings_for: httpx.Client | None = None
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        """One context for all the clients: each would otherwise load the CA bundle
-        itself (about 30 ms of CPU and 0.8 MB a client here)."""
+    def _settings_of(self, shared: httpx.Client) -> dict[str, Any] | None:
         with self._lock:
-            if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()
-            return self._ssl
+            if self._settings_for is not shared:
+                self._settings, self._settings_for = _copyable_settings(shared), shared
+            return self._settings
 
     def client(self) -> httpx.Client:
         """The calling thread's client: its own if it is a run's worker, else the shared one."""
+        shared = _shared_client()
         if current_route() is None:
-            return _shared_client()
+            return shared
         clients: dict[int, httpx.Client] | None = getattr(_local, "clients", None)
         if clients is None:
             clients = _local.clients = {}
         client = clients.get(id(self))
         if client is None:
-            client = httpx.Client(
-                timeout=None,
-                limits=httpx.Limits(max_keepalive_connections=KEEPALIVE),
-                verify=self._ssl_context(),
-            )
+            settings = self._settings_of(shared)
+            if settings is None:
+                return shared
+            client = httpx.Client(**settings)
             clients[id(self)] = client
             self.made += 1
         return client
@@ -86,6 +96,31 @@ class ThreadClients:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.client(), name)
+
+
+def _copyable_settings(shared: httpx.Client) -> dict[str, Any] | None:
+    """What a worker's client needs to behave as ``shared`` does, or None if it cannot."""
+    transport = getattr(shared, "_transport", None)
+    mounts = getattr(shared, "_mounts", None) or {}
+    if type(transport) is not httpx.HTTPTransport or any(mounts.values()):
+        logger.debug("symbatcher: symai's shared client has its own transport or proxies")
+        return None
+    context = getattr(getattr(transport, "_pool", None), "_ssl_context", None)
+    if not isinstance(context, ssl.SSLContext):
+        context = httpx.create_ssl_context(trust_env=shared.trust_env)
+    return {
+        "timeout": shared.timeout,
+        "headers": shared.headers,
+        "params": shared.params,
+        "auth": shared.auth,
+        "event_hooks": shared.event_hooks,
+        "follow_redirects": shared.follow_redirects,
+        "max_redirects": shared.max_redirects,
+        "trust_env": shared.trust_env,
+        "base_url": shared.base_url,
+        "verify": context,
+        "limits": httpx.Limits(max_keepalive_connections=KEEPALIVE),
+    }
 
 
 def close_thread_clients() -> None:
