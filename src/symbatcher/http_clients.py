@@ -57,7 +57,6 @@ class ThreadClients:
     """
 
     def __init__(self) -> None:
-        self.made = 0  # clients created, for tests and figures
         self._lock = threading.Lock()
         self._settings: dict[str, Any] | None = None
         self._settings_for: httpx.Client | None = None
@@ -70,20 +69,18 @@ class ThreadClients:
 
     def client(self) -> httpx.Client:
         """The calling thread's client: its own if it is a run's worker, else the shared one."""
-        shared = _shared_client()
         if current_route() is None:
-            return shared
+            return _shared_client()
         clients: dict[int, httpx.Client] | None = getattr(_local, "clients", None)
         if clients is None:
             clients = _local.clients = {}
         client = clients.get(id(self))
         if client is None:
+            shared = _shared_client()
             settings = self._settings_of(shared)
             if settings is None:
                 return shared
-            client = httpx.Client(**settings)
-            clients[id(self)] = client
-            self.made += 1
+            client = clients[id(self)] = httpx.Client(**settings)
         return client
 
     def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
