@@ -20,8 +20,16 @@ TOKEN = "s3cret"
 
 
 class Service:
-    def __init__(self, folder: Path, data_dir: Path, latency: float, lease: float) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        data_dir: Path,
+        latency: float,
+        lease: float,
+        token_from_env: bool = False,
+    ) -> None:
         self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
+        self.token_from_env = token_from_env  # SYMBATCHER_API_TOKEN, as `symbatcher serve` reads it
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -30,10 +38,14 @@ class Service:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        args = [str(self.folder), str(port), str(self.latency), str(self.lease), TOKEN]
+        token = "" if self.token_from_env else TOKEN
+        args = [str(self.folder), str(port), str(self.latency), str(self.lease), token]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        env.pop("SYMBATCHER_API_TOKEN", None)
+        if self.token_from_env:
+            env["SYMBATCHER_API_TOKEN"] = TOKEN
         self.process = subprocess.Popen(
-            [sys.executable, str(CHILD), *args, str(self.data_dir)],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            [sys.executable, str(CHILD), *args, str(self.data_dir)], env=env
         )
         with httpx.Client() as client:  # up when it answers; the process may not be yet
             for _ in range(300):
@@ -126,6 +138,23 @@ def test_a_token_guards_everything_but_health(service: Service) -> None:
         assert anonymous.post("/jobs", json={"expression": "echo", "items": [1]}).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
         assert anonymous.get("/stats", headers=wrong).status_code == 401
+
+
+def test_the_token_can_come_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    running = Service(
+        tmp_path / "svc", tmp_path / "data", latency=0.01, lease=1.0, token_from_env=True
+    ).start()
+    try:
+        with httpx.Client(base_url=running.url) as anonymous:
+            assert anonymous.get("/healthz").status_code == 200
+            assert anonymous.get("/jobs").status_code == 401
+            wrong = {"Authorization": "Bearer nope"}
+            assert anonymous.get("/stats", headers=wrong).status_code == 401
+        with running.client() as client:
+            assert client.get("/stats").status_code == 200
+    finally:
+        running.stop()
 
 
 def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
