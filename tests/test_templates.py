@@ -134,6 +134,9 @@ def test_a_replacement_made_during_a_run_is_left_alone(caplog: pytest.LogCapture
 def test_the_environment_can_turn_it_off(value: str | None, on: bool) -> None:
     environ = {} if value is None else {tpl.ENV_NAME: value}
     assert env_flag(tpl.ENV_NAME, environ) is on
+    # what the caller sets wins over the environment, both ways
+    assert env_flag(tpl.ENV_NAME, environ, given=True) is True
+    assert env_flag(tpl.ENV_NAME, environ, given=False) is False
 
 
 # ---------------------------------------------------------------- full runs

@@ -12,7 +12,12 @@ def positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """A default-on switch from the environment: off for 0, false, no or off."""
+def env_flag(
+    name: str, environ: Mapping[str, str] | None = None, *, given: bool | None = None
+) -> bool:
+    """A default-on switch: ``given`` if the caller set it, else the environment's (off for
+    0, false, no or off)."""
+    if given is not None:
+        return bool(given)
     value = (os.environ if environ is None else environ).get(name, "").strip().lower()
     return value not in ("0", "false", "no", "off")

@@ -94,14 +94,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self._sb_window = window
         self._sb_error_handling: ErrorHandling = error_handling
         self._sb_http_defaults = http_defaults
-        self._sb_cache_templates = (
-            env_flag(templates.ENV_NAME) if cache_templates is None else bool(cache_templates)
-        )
-        self._sb_client_per_thread = (
-            env_flag(http_clients.ENV_NAME)
-            if client_per_thread is None
-            else bool(client_per_thread)
-        )
+        self._sb_cache_templates = env_flag(templates.ENV_NAME, given=cache_templates)
+        self._sb_client_per_thread = env_flag(http_clients.ENV_NAME, given=client_per_thread)
         self._sb_last: Run | None = None
 
     # ---------------------------------------------------------------- public API

@@ -368,6 +368,8 @@ class SQLiteStore(RunStore):
         by_kind: dict[str, list[Any]] = {}
         calls: dict[int, list[float]] = {}
         for kind, args in ops:
+            if kind == "now":  # a marker that woke the writer; nothing to write
+                continue
             if kind == "call":
                 total = calls.setdefault(args[3], [0, 0, 0.0])
                 total[0] += args[0]
