@@ -32,6 +32,7 @@ from typing import Any, Literal, cast
 
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
+from symbatcher.engine_lookup import fast_engine_lookup
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
@@ -130,6 +131,7 @@ class Run:
         error_handling: ErrorHandling,
         cache_templates: bool = False,
         client_per_thread: bool = False,
+        fast_lookup: bool = False,
         hooks: HookChain | None = None,
         context: dict[str, Any] | None = None,
         indexed: bool = False,
@@ -152,6 +154,7 @@ class Run:
         self._error_handling = error_handling
         self._cache_templates = cache_templates
         self._client_per_thread = client_per_thread
+        self._fast_lookup = fast_lookup
         self._name = f"symbatcher-run{next(_run_numbers)}"
         self._batch_size = batch_size
         self._linger = linger
@@ -235,6 +238,8 @@ class Run:
                 for engine in {id(b.engine): b.engine for b in bindings.values()}.values():
                     client_per_thread.apply(engine)
                     stack.callback(client_per_thread.restore, engine)
+            if self._fast_lookup:
+                stack.enter_context(fast_engine_lookup())
             model = getattr(bindings[self._engines[0]].engine, "model", None)
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from symbatcher import http_clients, templates
+from symbatcher import engine_lookup, http_clients, templates
 from symbatcher.checks import env_flag, positive_int
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import Hook
@@ -52,6 +52,10 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     sends an HTTP engine's requests on its own client instead of symai's shared one, whose
     connection pool costs CPU per request in proportion to its size (see
     :mod:`symbatcher.http_clients`).
+    With ``fast_lookup`` (on unless ``SYMBATCHER_FAST_LOOKUP=0``), symai's per-query search
+    of the calling thread's frames for an active ``DynamicEngine`` skips locals of built-in
+    types, which can never be one (see :mod:`symbatcher.engine_lookup`): the same answer
+    for less CPU per query.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         http_defaults: bool = True,
         cache_templates: bool | None = None,
         client_per_thread: bool | None = None,
+        fast_lookup: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,6 +101,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self._sb_http_defaults = http_defaults
         self._sb_cache_templates = env_flag(templates.ENV_NAME, given=cache_templates)
         self._sb_client_per_thread = env_flag(http_clients.ENV_NAME, given=client_per_thread)
+        self._sb_fast_lookup = env_flag(engine_lookup.ENV_NAME, given=fast_lookup)
         self._sb_last: Run | None = None
 
     # ---------------------------------------------------------------- public API
@@ -209,6 +215,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             error_handling=self._sb_error_handling,
             cache_templates=self._sb_cache_templates,
             client_per_thread=self._sb_client_per_thread,
+            fast_lookup=self._sb_fast_lookup,
             hooks=chain,
             context=context,
             indexed=indexed,

@@ -1,0 +1,232 @@
+"""The run-scoped lookup of symai's DynamicEngine block (symbatcher.engine_lookup).
+
+What must hold: on any stack it answers what symai's own method answers (the same object),
+including for values built to fool a quick test; it replaces only symai's own method and
+only while a run is active; and the original is back after the run, also after an
+exception, leaving a replacement someone else made alone.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from symai import Expression, Symbol
+from symai.components import DynamicEngine
+from symai.context import CURRENT_ENGINE_VAR
+from symai.functional import EngineRepository
+
+from symbatcher import BatchScheduler
+from symbatcher import engine_lookup as lookup
+from symbatcher.testing import SimulatedEngine, use_engine
+
+ORIGINAL = EngineRepository.get_dynamic_engine_instance
+FAST = lookup.fast_lookup(ORIGINAL)
+REPO = EngineRepository()
+
+
+def entered(engine: Any) -> DynamicEngine:
+    """A DynamicEngine as the frame walk finds it inside its block (entering a real one
+    would build a provider engine and set the context variable, which skips the walk)."""
+    block = DynamicEngine(model="sim", api_key="none")
+    block._entered = True
+    block.engine_instance = engine
+    return block
+
+
+class Impostor:
+    """Not a DynamicEngine, but its class renders as one: symai's test says it is one."""
+
+    _entered = True
+
+    def __init__(self) -> None:
+        self.engine_instance = object()
+
+
+Impostor.__module__ = "symai.components"
+Impostor.__qualname__ = Impostor.__name__ = "DynamicEngine"
+
+
+class Disguised:
+    """Claims DynamicEngine as its ``__class__`` (as mocks and proxies do)."""
+
+    _entered = True
+
+    def __init__(self) -> None:
+        self.engine_instance = object()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return DynamicEngine
+
+
+class MyInt(int):
+    """A subclass of a skipped type: tested, not skipped."""
+
+
+def candidates(rng: random.Random) -> list[Callable[[], Any]]:
+    plain: list[Callable[[], Any]] = [
+        lambda: rng.randint(-5, 5),
+        lambda: f"text {rng.random()}",
+        lambda: None,
+        lambda: rng.random() < 0.5,
+        lambda: {"engine": entered(object())},  # inside a container: not a local
+        lambda: [entered(object())],
+        lambda: (1, 2),
+        lambda: len,
+        lambda: random,
+        lambda: DynamicEngine,  # the class, not an instance
+        lambda: Symbol("a symbol"),
+        lambda: MyInt(3),
+        lambda: DynamicEngine(model="sim", api_key="none"),  # not entered
+    ]
+    finds: list[Callable[[], Any]] = [
+        lambda: entered(object()),
+        Impostor,
+        Disguised,
+    ]
+    return plain + (finds if rng.random() < 0.6 else [])
+
+
+def answer_from(chunks: list[list[Any]], ask: Callable[[], Any]) -> Any:
+    """Ask from ``len(chunks)`` frames down, each frame holding its chunk as locals."""
+    _a, _b, _c = (*chunks[0], None, None, None)[:3]  # what the walk looks at
+    if len(chunks) == 1:
+        return ask()
+    return answer_from(chunks[1:], ask)
+
+
+def test_the_walk_answers_what_symai_answers_on_random_stacks() -> None:
+    rng = random.Random(11)
+    found = 0
+    for _ in range(300):
+        pool = candidates(rng)
+        values = [rng.choice(pool)() for _ in range(rng.randint(0, 18))]
+        chunks = [values[i : i + 3] for i in range(0, len(values), 3)] or [[]]
+        theirs = answer_from(chunks, lambda: ORIGINAL(REPO))
+        ours = answer_from(chunks, lambda: FAST(REPO))
+        assert ours is theirs
+        found += theirs is not None
+    assert 50 < found < 250  # both kinds of stack were tried
+
+
+def test_the_innermost_block_wins_as_in_symai() -> None:
+    outer_engine, inner_engine = object(), object()
+    outer = entered(outer_engine)  # noqa: F841 (a local of this frame is what is found)
+
+    def inner() -> tuple[Any, Any]:
+        block = entered(inner_engine)  # noqa: F841
+        return ORIGINAL(REPO), FAST(REPO)
+
+    assert inner() == (inner_engine, inner_engine)
+    assert (ORIGINAL(REPO), FAST(REPO)) == (outer_engine, outer_engine)
+
+
+def test_the_context_variable_comes_first() -> None:
+    engine = object()
+
+    def ask() -> tuple[Any, Any]:
+        CURRENT_ENGINE_VAR.set(engine)
+        return ORIGINAL(REPO), FAST(REPO)
+
+    assert contextvars.copy_context().run(ask) == (engine, engine)
+
+
+def test_only_symais_own_method_is_replaced() -> None:
+    assert lookup._source_hash(ORIGINAL) in lookup.KNOWN_SOURCES, (
+        "the installed symai's get_dynamic_engine_instance is not the one the fast walk "
+        "mirrors: compare it with engine_lookup.fast_lookup and add its hash if they agree"
+    )
+    assert callable(lookup._make(ORIGINAL))
+
+    def someone_elses(self: Any) -> None:
+        return None
+
+    assert lookup._make(someone_elses) is lookup.UNCHANGED
+    assert lookup._make(len) is lookup.UNCHANGED  # no Python source at all
+
+
+# ---------------------------------------------------------------- full runs
+class Looks(Expression):  # type: ignore[misc]
+    """Records the lookup method its query meets, then queries."""
+
+    seen: ClassVar[list[Any]] = []
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        Looks.seen.append(EngineRepository.get_dynamic_engine_instance)
+        if input == "boom":
+            raise ValueError("boom")
+        return Symbol(input).query("Echo")
+
+
+class InBlock(Expression):  # type: ignore[misc]
+    """Queries inside a (walk-found) DynamicEngine block: symai sends it to the block's
+    engine, past the scheduler's binding, with or without the fast walk."""
+
+    def forward(self, input: Any, other: Any = None, **kwargs: Any) -> Any:
+        block = entered(other)  # noqa: F841 (found by symai's frame walk)
+        return Symbol(input).query("Echo")
+
+
+@pytest.fixture
+def engine() -> Any:
+    with use_engine(SimulatedEngine()) as simulated:
+        yield simulated
+
+
+def test_a_run_uses_the_fast_walk_and_puts_symais_back(engine: Any) -> None:
+    Looks.seen = []
+    BatchScheduler()(expr=Looks, dataset=["a", "b", "c"], num_workers=2)
+    assert all(getattr(m, "__wrapped__", None) is ORIGINAL for m in Looks.seen)
+    assert len(Looks.seen) == 3
+    assert EngineRepository.get_dynamic_engine_instance is ORIGINAL
+
+
+def test_symais_method_is_back_after_a_failed_run(engine: Any) -> None:
+    Looks.seen = []
+    with pytest.raises(ValueError, match="boom"):
+        BatchScheduler(error_handling="fail_fast")(
+            expr=Looks, dataset=["a", "boom", "c"], num_workers=1
+        )
+    assert any(getattr(m, "__wrapped__", None) is ORIGINAL for m in Looks.seen)
+    assert EngineRepository.get_dynamic_engine_instance is ORIGINAL
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_it_can_be_turned_off(engine: Any, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    Looks.seen = []
+    if how == "argument":
+        scheduler = BatchScheduler(fast_lookup=False)
+    else:
+        monkeypatch.setenv(lookup.ENV_NAME, "0")
+        scheduler = BatchScheduler()
+    scheduler(expr=Looks, dataset=["a", "b"], num_workers=2)
+    assert Looks.seen == [ORIGINAL, ORIGINAL]
+
+
+def test_a_replacement_made_before_the_run_is_left_alone(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def theirs(self: Any) -> Any:
+        return ORIGINAL(self)
+
+    monkeypatch.setattr(EngineRepository, "get_dynamic_engine_instance", theirs)
+    Looks.seen = []
+    BatchScheduler()(expr=Looks, dataset=["a", "b"], num_workers=2)
+    assert Looks.seen == [theirs, theirs]
+    assert EngineRepository.get_dynamic_engine_instance is theirs
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_block_found_by_the_walk_routes_as_in_symai(engine: Any, fast: bool) -> None:
+    other = SimulatedEngine()
+    items = [f"item {i}" for i in range(20)]
+    results = BatchScheduler(fast_lookup=fast)(
+        expr=InBlock, dataset=items, num_workers=4, other=other
+    )
+    assert results.stats.failed == 0
+    assert other.call_count == 20 and engine.call_count == 0
+    assert all(item in str(result) for item, result in zip(items, results, strict=True))
