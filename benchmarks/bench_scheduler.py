@@ -1,7 +1,8 @@
 """Throughput, efficiency, CPU per call and peak RSS of BatchScheduler vs a plain thread pool.
 
 One process has two limits: the engine's latency and symai's own CPU per query. The first
-row measures that CPU ceiling (a plain sequential loop at zero latency); every other row
+row measures that CPU ceiling (a plain sequential loop at zero latency; a second line, the
+same loop with symbatcher's engine lookup, which its runs use); every other row
 runs N items through BatchScheduler and, for comparison, through a plain
 ``concurrent.futures.ThreadPoolExecutor`` of the same size calling the same engine.
 

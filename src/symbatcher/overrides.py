@@ -1,6 +1,7 @@
 """Settings a run changes on shared symai objects for its duration, shared by runs that
-overlap: an engine's attributes (``client_max_retries``, ``transport_client``) and the
-method that compiles prompt templates (``templates.py``)."""
+overlap: an engine's attributes (``client_max_retries``, ``transport_client``), the
+method that compiles prompt templates (``templates.py``) and ``EngineRepository``'s search
+for a DynamicEngine block (``engine_lookup.py``)."""
 
 from __future__ import annotations
 
