@@ -99,11 +99,13 @@ class ExpressionRegistry:
                 return
         try:
             target = point.load()
+        except Exception as exc:  # an import error in someone's package, say
+            self._keep_broken(point.name, f"{where} failed: {type(exc).__name__}: {exc}")
+            return
+        try:
             self.register(point.name)(target)
         except ValueError as exc:  # a bad name, or the module registered it as another target
             self._keep_broken(point.name, f"{where}: {exc}")
-        except Exception as exc:  # an import error in someone's package, say
-            self._keep_broken(point.name, f"{where} failed: {type(exc).__name__}: {exc}")
 
     def _keep_broken(self, name: str, why: str) -> None:
         logger.warning("an expression is not available: %s", why)
