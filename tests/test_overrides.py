@@ -62,3 +62,30 @@ def test_a_value_replaced_during_a_run_is_left_alone(caplog: Any) -> None:
     assert engine.retries == "theirs"
     assert "replaced during a run" in caplog.text
     assert released == ["ours"]  # what we set is still ours to release
+
+
+def test_held_restores_only_what_it_holds() -> None:
+    """A block whose apply was declined must not release a hold another run took later."""
+    override = EngineOverride("retries", lambda own: UNCHANGED if own == "theirs" else "ours")
+    engine = Engine("theirs")
+    with override.held(engine, object()):  # declined, and no attribute at all
+        engine.retries = 2  # their value goes; a later run sets ours
+        with override.held(engine):
+            assert engine.retries == "ours"
+            assert override.apply(engine) is True  # a third holder, restored below
+        assert engine.retries == "ours"  # the outer block held nothing: left as it is
+    assert engine.retries == "ours"
+    override.restore(engine)
+    assert engine.retries == 2
+
+
+def test_held_restores_after_an_exception() -> None:
+    override = EngineOverride("retries", lambda own: "ours")
+    engines = [Engine(1), Engine(2)]
+    try:
+        with override.held(*engines):
+            assert [e.retries for e in engines] == ["ours", "ours"]
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert [e.retries for e in engines] == [1, 2]

@@ -141,8 +141,5 @@ def fast_engine_lookup() -> Iterator[None]:
     once share it; the last to leave puts symai's method back, also on an exception."""
     from symai.functional import EngineRepository
 
-    lookup_override.apply(EngineRepository)
-    try:
+    with lookup_override.held(EngineRepository):
         yield
-    finally:
-        lookup_override.restore(EngineRepository)

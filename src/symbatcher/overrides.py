@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 logger = logging.getLogger("symbatcher")
@@ -38,21 +39,37 @@ class EngineOverride:
         # set, how many runs hold it
         self._held: dict[int, tuple[Any, Any, bool, Any, int]] = {}
 
-    def apply(self, engine: Any) -> None:
+    def apply(self, engine: Any) -> bool:
+        """Set (or share) the value; True if the caller now holds it and must ``restore``.
+        A caller that holds nothing must not restore: it would release another run's hold."""
         if not hasattr(engine, self.attribute):
-            return
+            return False
         with self._lock:
             held = self._held.get(id(engine))
             if held is not None:
                 self._held[id(engine)] = (*held[:4], held[4] + 1)
-                return
+                return True
             own = getattr(engine, self.attribute)
             value = self._make(own)
             if value is UNCHANGED:
-                return
+                return False
             in_instance = self.attribute in getattr(engine, "__dict__", ())
             setattr(engine, self.attribute, value)
             self._held[id(engine)] = (engine, own, in_instance, value, 1)
+            return True
+
+    @contextmanager
+    def held(self, *engines: Any) -> Iterator[None]:
+        """Apply to each object for the block; restore those held, also on an exception."""
+        holding: list[Any] = []
+        try:
+            for engine in engines:
+                if self.apply(engine):
+                    holding.append(engine)
+            yield
+        finally:
+            for engine in reversed(holding):
+                self.restore(engine)
 
     def restore(self, engine: Any) -> None:
         with self._lock:

@@ -235,9 +235,8 @@ class Run:
             if self._cache_templates:  # after binding: the engines have loaded their prompts
                 stack.enter_context(cached_templates())
             if self._client_per_thread:
-                for engine in {id(b.engine): b.engine for b in bindings.values()}.values():
-                    client_per_thread.apply(engine)
-                    stack.callback(client_per_thread.restore, engine)
+                engines = {id(b.engine): b.engine for b in bindings.values()}.values()
+                stack.enter_context(client_per_thread.held(*engines))
             if self._fast_lookup:
                 stack.enter_context(fast_engine_lookup())
             model = getattr(bindings[self._engines[0]].engine, "model", None)

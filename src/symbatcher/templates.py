@@ -84,11 +84,5 @@ template_cache = EngineOverride("from_string", _make)
 def cached_templates() -> Iterator[None]:
     """Compile symai's prompt templates once for the block. Runs at once share one
     cache; the last to leave puts the original method back, also on an exception."""
-    environments = _environments()
-    for env in environments:
-        template_cache.apply(env)
-    try:
+    with template_cache.held(*_environments()):
         yield
-    finally:
-        for env in environments:
-            template_cache.restore(env)

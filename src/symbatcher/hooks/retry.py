@@ -181,9 +181,8 @@ class CallRetry(Hook):
 
     def on_start(self, run: RunContext) -> None:
         self._run = run
-        self._engines = list(run.engines.values())
-        for engine in self._engines:
-            transport_retries.apply(engine)
+        # only those it holds: restoring one it was refused would release another's hold
+        self._engines = [e for e in run.engines.values() if transport_retries.apply(e)]
 
     def on_end(self, run: RunContext) -> None:
         for engine in self._engines:
