@@ -37,6 +37,7 @@ from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
+from symbatcher.interrupts import ctrl_c_held
 from symbatcher.results import ItemError, ItemPending, RunStats
 from symbatcher.templates import cached_templates
 
@@ -231,14 +232,15 @@ class Run:
         stack = contextlib.ExitStack()
         self._binding = stack
         try:
-            bindings = stack.enter_context(bound_engines(self._engines))
-            if self._cache_templates:  # after binding: the engines have loaded their prompts
-                stack.enter_context(cached_templates())
-            if self._client_per_thread:
-                engines = {id(b.engine): b.engine for b in bindings.values()}.values()
-                stack.enter_context(client_per_thread.held(*engines))
-            if self._fast_lookup:
-                stack.enter_context(fast_engine_lookup())
+            with ctrl_c_held():  # symai's state is changed whole or not at all
+                bindings = stack.enter_context(bound_engines(self._engines))
+                if self._cache_templates:  # after binding: the engines have loaded prompts
+                    stack.enter_context(cached_templates())
+                if self._client_per_thread:
+                    engines = {id(b.engine): b.engine for b in bindings.values()}.values()
+                    stack.enter_context(client_per_thread.held(*engines))
+                if self._fast_lookup:
+                    stack.enter_context(fast_engine_lookup())
             model = getattr(bindings[self._engines[0]].engine, "model", None)
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)
@@ -350,8 +352,9 @@ class Run:
         if self._started_at and not (self._exhausted or self._stopping or self._failure):
             self._cancelled_early = True  # the consumer stopped before the end
         try:
-            self._stop()
-            for thread in self._threads:
+            with ctrl_c_held():  # every worker is told, even on a second Ctrl-C
+                self._stop()
+            for thread in self._threads:  # a second Ctrl-C here leaves them to finish
                 thread.join()
         except BaseException:
             self._interrupted = True
@@ -362,7 +365,8 @@ class Run:
                 self._end_hooks()
             finally:
                 if self._binding is not None:
-                    self._binding.close()
+                    with ctrl_c_held():
+                        self._binding.close()
 
     def _end_hooks(self) -> None:
         if self.context is None or self._hooks is None or not self._hooks_started:
