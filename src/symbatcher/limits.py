@@ -20,6 +20,12 @@ class Pace:
     ``reserve(amount)`` books the units and returns how long to wait before using them;
     ``adjust(delta)`` corrects a booking once the true amount is known (a token estimate
     against the reported usage); ``hold(until)`` books nothing before ``until``.
+
+    ``set_rate`` stretches the bookings ahead when the rate falls, but a caller asleep on a
+    booking cannot see that: it asks :meth:`rescheduled` when it wakes. Without that, a
+    learned rate cut by 15% while 200 workers slept on 4 s of bookings let them all go at
+    the old rate (the provider answering 429s, cutting again) and then sent nothing for the
+    0.6 s the stretch had added behind them.
     """
 
     def __init__(self, per_minute: float, burst: float = 0.2) -> None:
@@ -31,6 +37,7 @@ class Pace:
         self.burst = burst
         self._tat = 0.0  # theoretical arrival time: when the bucket would be empty again
         self._not_before = 0.0
+        self._slowdowns: deque[tuple[float, float]] = deque(maxlen=64)  # (when, stretch)
         self._lock = threading.Lock()
 
     @property
@@ -60,9 +67,24 @@ class Pace:
         now = time.monotonic() if now is None else now
         with self._lock:
             per_minute = max(per_minute, 1e-3)
+            stretch = self.per_minute / per_minute
             if self._tat > now:
-                self._tat = now + (self._tat - now) * self.per_minute / per_minute
+                self._tat = now + (self._tat - now) * stretch
+            if stretch > 1.0:
+                self._slowdowns.append((now, stretch))
             self.per_minute = per_minute
+
+    def rescheduled(self, go: float, since: float) -> float:
+        """When a call booked to go at ``go`` goes, given the slowdowns after ``since``
+        (its booking, or its last look): its wait stretched as the bookings behind it were.
+
+        Speed-ups are not applied (a caller only oversleeps by the probe's few percent).
+        """
+        with self._lock:
+            for when, stretch in self._slowdowns:
+                if since < when < go:
+                    go = when + (go - when) * stretch
+        return go
 
 
 class LearnedRate:
@@ -74,6 +96,16 @@ class LearnedRate:
     allowance, a pace is not). Between cuts the pace probes upwards by ``increase`` of
     itself per second, and only while it is what holds calls back (a pace nobody reaches
     proves nothing). A limit that moves is followed both ways.
+
+    What got through is counted from the calls *sent* before the first 429'd one, less
+    those that got a 429 themselves: a provider answers a 429 at once but an admitted
+    call only after the model's latency, so at the first 429 most admitted calls are
+    still out. (Counted as they came back, a fast client saw 4 calls where 50 got through,
+    paced at a quarter of the limit and took half a minute to climb back.) The count is
+    spread over at least ``min_span`` seconds: providers meter per minute but enforce
+    over about a second (OpenAI: "60,000 requests/minute may be enforced as 1,000
+    requests/second"), so a burst lets through about a second's worth however fast it
+    was sent.
 
     Until the first 429 nothing is paced; a 429 before any call got through sets nothing
     (there is no rate to measure yet). One burst of 429s is one signal: only a call sent
@@ -88,7 +120,7 @@ class LearnedRate:
         increase: float = 0.04,
         window: float = 3.0,
         cooldown: float = 1.0,
-        min_span: float = 0.25,
+        min_span: float = 1.0,
     ) -> None:
         if not 0 < decrease < 1:
             raise ValueError(f"decrease must be in (0, 1), got {decrease!r}")
@@ -99,7 +131,9 @@ class LearnedRate:
         self.min_span = min_span
         self.pace: Pace | None = None
         self.cuts = 0
-        self._ok: deque[float] = deque()  # completion times within the window
+        # until the first cut: when calls were sent, and when those that got a 429 were
+        self._sent: deque[float] = deque()
+        self._rejected: deque[float] = deque()
         self._last_cut = float("-inf")
         self._last_probe = 0.0
         self._lock = threading.Lock()
@@ -121,29 +155,50 @@ class LearnedRate:
                 pace.set_rate(pace.per_minute * (1.0 + self.increase * elapsed), now)
         return wait
 
-    def succeeded(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def sent(self, at: float | None = None) -> None:
+        """A call goes out now (or ``at``); counted only until the first 429 sets a pace."""
+        if self.pace is not None:
+            return
+        at = time.monotonic() if at is None else at
         with self._lock:
-            self._ok.append(now)
-            while self._ok and self._ok[0] < now - self.window:
-                self._ok.popleft()
+            self._sent.append(at)
+            _forget(self._sent, at - self.window)
 
     def limited(self, sent_at: float, now: float | None = None) -> None:
         """A call sent at ``sent_at`` got a 429."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            while self._ok and self._ok[0] < now - self.window:
-                self._ok.popleft()
-            if not self._ok or sent_at < self._last_cut or now - self._last_cut < self.cooldown:
+            if sent_at < self._last_cut or now - self._last_cut < self.cooldown:
                 return
-            self._last_cut = now
-            self.cuts += 1
             if self.pace is None:
-                span = max(self.min_span, now - self._ok[0])
-                self.pace = Pace(max(1.0, self.decrease * len(self._ok) / span * 60.0))
+                rate = self._first_rate(sent_at)
+                if rate is None:
+                    return  # nothing got through yet: no rate to start from
+                self.pace = Pace(max(1.0, self.decrease * rate * 60.0))
+                self._sent.clear()
+                self._rejected.clear()
             else:
                 self.pace.set_rate(max(1.0, self.decrease * self.pace.per_minute), now)
+            self._last_cut = now
+            self.cuts += 1
             self._last_probe = now
+
+    def _first_rate(self, sent_at: float) -> float | None:
+        """Calls a second that got through before the call sent at ``sent_at`` got a 429."""
+        since = sent_at - self.window
+        self._rejected.append(sent_at)
+        _forget(self._rejected, since)
+        sent = [t for t in self._sent if since <= t < sent_at]
+        through = len(sent) - sum(1 for t in self._rejected if t < sent_at)
+        if through <= 0:
+            return None
+        return through / max(self.min_span, sent_at - min(sent))
+
+
+def _forget(times: deque[float], before: float) -> None:
+    """Drop the times before ``before`` (nearly in order: threads append them)."""
+    while times and times[0] < before:
+        times.popleft()
 
 
 class Slots:

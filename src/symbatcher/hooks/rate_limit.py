@@ -194,14 +194,14 @@ class RateLimit(Hook):
         try:
             estimate = self._book(limiter, call)
             sent_at = time.monotonic()
+            if limiter.learned is not None:
+                limiter.learned.sent(sent_at)
             try:
                 answer = proceed()
             except Exception as exc:
                 if is_rate_limit(exc):
                     self._limited(limiter, exc, sent_at)
                 raise
-            if limiter.learned is not None:
-                limiter.learned.succeeded()
             if limiter.tpm is not None:
                 self._settle(limiter, call, answer, estimate)
             return answer
@@ -230,17 +230,26 @@ class RateLimit(Hook):
                 completion = round(limiter.completion_mean)
             estimate = estimate_prompt_tokens(call.engine, call.argument) + completion
             delay = max(delay, limiter.tpm.reserve(estimate, now))
-        if limiter.learned is not None:
-            delay = max(delay, limiter.learned.reserve(now))
-        if delay > 0:
-            with self._lock:
-                self.waited += delay
-            if self._run is not None:
-                if not self._run.wait(delay):
-                    raise RunCancelledError("the run was cancelled while the call waited")
-            else:
-                time.sleep(delay)
+        learned = limiter.learned.pace if limiter.learned is not None else None
+        learned_go = now + limiter.learned.reserve(now) if limiter.learned is not None else now
+        delay = max(delay, learned_go - now)
+        since = now
+        while delay > 0:
+            self._sleep(delay)
+            if learned is None or learned_go <= since:
+                break
+            # the learned rate may have been cut meanwhile: the wait stretches with it
+            since, learned_go = learned_go, learned.rescheduled(learned_go, since)
+            delay = learned_go - time.monotonic()
         return estimate
+
+    def _sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waited += seconds
+        if self._run is None:
+            time.sleep(seconds)
+        elif not self._run.wait(seconds):
+            raise RunCancelledError("the run was cancelled while the call waited")
 
     def _limited(self, limiter: _Limiter, exc: BaseException, sent_at: float) -> None:
         with self._lock:
