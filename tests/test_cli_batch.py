@@ -92,6 +92,41 @@ def test_bad_input_can_be_recorded_as_failed_items(
     assert "line 2" in rows[1]["error"]["message"]  # type: ignore[index]
 
 
+def test_retry_reads_a_fixed_bad_record_again(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=1)
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--on-bad-line", "skip"]
+    assert main(run) == 1
+    assert main(["retry", "run"]) == 1  # still bad: fails again, with no engine call
+    assert engine.call_count == 3
+    assert main(["export", "run"]) == 0
+    failed = lines(tmp_path / "run" / "results.jsonl")[1]
+    assert "line 2: not valid JSON" in failed["error"]["message"]  # type: ignore[index]
+    write_jsonl(data, ["a", "fixed", "b", "c"])  # the user fixes the line in place
+    assert main(["retry", "run"]) == 0
+    assert engine.call_count == 4
+    assert main(["export", "run"]) == 0
+    rows = lines(tmp_path / "run" / "results.jsonl")
+    assert [r["status"] for r in rows] == ["succeeded"] * 4
+    assert rows[1]["input"] == "fixed" and "fixed" in str(rows[1]["output"])
+
+
+def test_retry_refuses_bad_records_of_data_that_moved(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=1)
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--on-bad-line", "skip"]
+    assert main(run) == 1
+    write_jsonl(data, ["a", "b", "c"])  # the bad line deleted: every later record moved
+    assert main(["retry", "run"]) == 2
+    assert "now has 3 records where the run read 4" in capsys.readouterr().err
+    data.unlink()
+    assert main(["retry", "run"]) == 2
+    assert "which is gone" in capsys.readouterr().err
+    assert engine.call_count == 3
+
+
 def test_csv_items_bound_by_name(pipelines: str, engine: SimulatedEngine, tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("text,stars\ngreat,5\nawful,1\n", encoding="utf-8")
     args = [f"{pipelines}:Named", "in.csv", "--run-dir", "run", "--as", "review"]

@@ -331,6 +331,7 @@ def config_schema_command(args: argparse.Namespace) -> int:
 
 
 def retry_command(args: argparse.Namespace) -> int:
+    from symbatcher.data import DataFormatError
     from symbatcher.store.base import FAILED
     from symbatcher.store.codec import loads
     from symbatcher.store.sqlite import SQLiteStore
@@ -340,13 +341,45 @@ def retry_command(args: argparse.Namespace) -> int:
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         raise CommandError(f"no run state in {run_dir}: nothing to retry")
-    failed = [(record.index, loads(record.input)) for record in store.items((FAILED,))]
-    if not failed:
+    records = list(store.items((FAILED,)))
+    if not records:
         print("symbatcher: no failed items", file=sys.stderr)
         return EXIT_OK
     total = store.read_meta().get("total")
+    bad = {r.index for r in records if r.error_type == DataFormatError.__qualname__}
+    reread = _reread_bad_records(command, bad, total) if bad else {}
+    failed = [(r.index, reread[r.index] if r.index in bad else loads(r.input)) for r in records]
     stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
     return _finish(run_dir, stats.status)
+
+
+def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) -> dict[int, Any]:
+    """The records at ``indices`` read again from the run's data, as they are now.
+
+    A bad record's stored input is only a description of the problem; what a user means
+    by retrying it is reading the line they fixed (one still bad fails again, with no
+    engine call). Records are found by position, so the data must have as many as before.
+    """
+    from symbatcher.data import read
+
+    data = Path(command["data"])
+    if not data.is_file():
+        raise CommandError(
+            f"{len(indices)} failed item(s) are bad records of {data}, which is gone; put "
+            f"it back (fixed) to retry them. Nothing ran."
+        )
+    found: dict[int, Any] = {}
+    count = 0
+    for count, record in enumerate(read(data, command.get("format"), on_bad="skip"), 1):
+        if count - 1 in indices:
+            found[count - 1] = record
+    if isinstance(total, int) and count != total:
+        raise CommandError(
+            f"{data} now has {count} records where the run read {total}; retry finds its "
+            f"bad records by position, so fix lines in place without adding or removing "
+            f"any. Nothing ran."
+        )
+    return found
 
 
 def status_command(args: argparse.Namespace) -> int:
