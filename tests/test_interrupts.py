@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
+from symai import Expression, Symbol
 from symai.functional import EngineRepository
 
-from symbatcher import BatchScheduler, binding
+from symbatcher import BatchScheduler, EngineBinding, binding
 from symbatcher.dispatch import Dispatcher
 from symbatcher.interrupts import ctrl_c_held
-from symbatcher.testing import SimulatedEngine
+from symbatcher.testing import SimulatedEngine, use_engine
 from tests.expressions import TestExpression
 
 
@@ -105,3 +108,126 @@ def test_a_ctrl_c_while_the_engines_are_unbound_leaves_none_bound(
         BatchScheduler()(expr=TestExpression, dataset=["<a>", "<b>"], num_workers=2)
     assert registered() is engine
     assert engine.call_count == 2
+
+
+class _HeldFirstCall(SimulatedEngine):
+    """Holds the run's first call at the engine until released (a slow LLM call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def forward(self, argument: Any) -> tuple[list[str], dict[str, Any]]:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(timeout=60)
+        return super().forward(argument)
+
+
+class _TwoSteps(Expression):
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        first = Symbol(input).query("step one")
+        return Symbol(str(first)).query("step two")
+
+
+def _ctrl_c() -> None:
+    """A real SIGINT to the main thread, as a terminal sends it: it wakes a blocked wait."""
+    assert threading.main_thread().ident is not None
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def _main_thread_waits_for_workers() -> None:
+    """Until the main thread sleeps in ``collect`` waiting for the workers, where a user's
+    Ctrl-C lands (before that it may still be starting them). Polled: nothing signals it."""
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(main)  # type: ignore[arg-type]
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        waiting = names and names[0] in ("wait", "_wait_for_tstate_lock")
+        if waiting and "collect" in names and "start" not in names:
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError("the main thread never waited for the workers")
+
+
+def _cancel_tells(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set once the run has told its workers to stop."""
+    cancel = Dispatcher.cancel
+    stopped = threading.Event()
+
+    def cancel_and_tell(self: Dispatcher, reason: BaseException | None = None) -> None:
+        cancel(self, reason)
+        stopped.set()
+
+    monkeypatch.setattr(Dispatcher, "cancel", cancel_and_tell)
+    return stopped
+
+
+def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One Ctrl-C while the run waits for its workers (on Python 3.11 a Thread.join
+    interrupted so marks the thread stopped, and a later join would not wait)."""
+    stopped = _cancel_tells(monkeypatch)
+    returned = threading.Event()
+    before = set(threading.enumerate())
+
+    def press_ctrl_c_then_answer() -> None:
+        engine.entered.wait(timeout=60)
+        _main_thread_waits_for_workers()
+        _ctrl_c()
+        stopped.wait(timeout=60)
+        # The run must wait for the call out. If it returns instead, it does so at once:
+        # give it half a second to show that (a slow machine can only hide it, not fake it).
+        returned.wait(timeout=0.5)
+        engine.release.set()  # the call comes back
+
+    with use_engine(_HeldFirstCall()) as engine:
+        presser = threading.Thread(target=press_ctrl_c_then_answer)
+        presser.start()
+        with pytest.raises(KeyboardInterrupt):
+            BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
+        returned.set()
+        assert engine.release.is_set(), "the run returned while its call was out"
+        presser.join()
+        assert not [t.name for t in threading.enumerate() if t not in before]
+        assert engine.call_count == 1  # "step two" was refused
+        assert registered() is engine
+
+
+def test_workers_left_by_a_second_ctrl_c_send_no_further_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while a call is out, and again while the run waits for it: the run returns at
+    once, the call's worker is left to finish, and its item's next call must not reach the
+    engine (it would be billed and thrown away). The last worker out unbinds."""
+    stopped = _cancel_tells(monkeypatch)
+    before = set(threading.enumerate())
+
+    def press_ctrl_c_twice() -> None:
+        engine.entered.wait(timeout=60)
+        _main_thread_waits_for_workers()
+        _ctrl_c()  # the run starts to close and waits for the call
+        stopped.wait(timeout=60)
+        _ctrl_c()  # stop waiting
+
+    with use_engine(_HeldFirstCall()) as engine:
+        presser = threading.Thread(target=press_ctrl_c_twice)
+        presser.start()
+        with pytest.raises(KeyboardInterrupt):
+            BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
+        presser.join()
+        workers = [t for t in threading.enumerate() if t not in before]
+        assert workers, "the worker should still wait for its call"
+        assert isinstance(registered(), EngineBinding)  # still refusing its calls
+        engine.release.set()
+        for thread in workers:
+            thread.join(timeout=60)
+        assert not [t.name for t in workers if t.is_alive()]
+        assert engine.call_count == 1  # "step two" never reached the engine
+        assert registered() is engine  # the last worker out unbound

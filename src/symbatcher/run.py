@@ -171,6 +171,11 @@ class Run:
         self._failure: BaseException | None = None
         self._failure_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._live = 0  # workers whose thread has not finished (and the starter, starting)
+        self._all_left = threading.Event()  # set whenever _live is 0
+        self._all_left.set()
+        self._last_out_unbinds = False  # closed before they finished: the last one unbinds
+        self._exit_lock = threading.Lock()
         self._dispatcher: Dispatcher | None = None
         self._binding: contextlib.ExitStack | None = None
         self._started_at = 0.0
@@ -255,17 +260,35 @@ class Run:
             if self._hooks is not None:
                 self._start_hooks(self._dispatcher, {n: b.engine for n, b in bindings.items()})
             route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
+            with ctrl_c_held():  # a thread half started would be miscounted
+                self._start_workers(route)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_workers(self, route: RunRoute) -> None:
+        """Start every worker; ``_all_left`` cannot be set before the last has started (this
+        thread counts as one until then), though early ones may have finished already."""
+        with self._exit_lock:
+            self._live += 1
+            self._all_left.clear()
+        try:
             for number in range(self._num_workers):
                 thread = threading.Thread(
                     target=_Worker(self, route, number),
                     name=f"{self._name}-worker{number}",
                     daemon=True,
                 )
+                with self._exit_lock:
+                    self._live += 1
+                try:
+                    thread.start()
+                except BaseException:  # the system refused a thread: it never ran
+                    self._worker_left()
+                    raise
                 self._threads.append(thread)
-                thread.start()
-        except BaseException:
-            self.close()
-            raise
+        finally:
+            self._worker_left()
 
     def _start_hooks(self, dispatcher: Dispatcher, engines: dict[str, Any]) -> None:
         assert self._hooks is not None
@@ -307,8 +330,7 @@ class Run:
         self._collected = {}
         self.start()
         with self._closing():
-            for thread in self._threads:
-                thread.join()
+            self._wait_workers()
         return self._collected
 
     def outcomes(self) -> Iterator[tuple[int, Any]]:
@@ -354,8 +376,7 @@ class Run:
         try:
             with ctrl_c_held():  # every worker is told, even on a second Ctrl-C
                 self._stop()
-            for thread in self._threads:  # a second Ctrl-C here leaves them to finish
-                thread.join()
+            self._wait_workers()  # a second Ctrl-C here leaves them to finish
         except BaseException:
             self._interrupted = True
             raise
@@ -364,9 +385,42 @@ class Run:
             try:
                 self._end_hooks()
             finally:
-                if self._binding is not None:
+                # Workers left running by a second Ctrl-C still have calls out at the
+                # engine; unbound now, their items' next calls would go straight to it
+                # (billed, unpaced, answers thrown away). The binding refuses them
+                # instead, and the last worker out unbinds.
+                with self._exit_lock:
+                    self._last_out_unbinds = self._live > 0
+                if not self._last_out_unbinds:
                     with ctrl_c_held():
-                        self._binding.close()
+                        self._unbind()
+
+    def _wait_workers(self) -> None:
+        """Sleep until every worker has left, then join their threads.
+
+        Waiting is on an event, not ``Thread.join``: on Python 3.11 a join interrupted by
+        Ctrl-C marks the thread as stopped while it still runs (CPython gh-90882), so every
+        later join returns at once and the run would unbind under its running workers.
+        The joins after the event only see threads that are on their way out.
+        """
+        self._all_left.wait()
+        for thread in self._threads:
+            thread.join()
+
+    def _worker_left(self) -> None:
+        with self._exit_lock:
+            self._live -= 1
+            if self._live:
+                return
+            self._all_left.set()
+            last_out_unbinds = self._last_out_unbinds
+        if last_out_unbinds:
+            self._unbind()
+
+    def _unbind(self) -> None:
+        binding, self._binding = self._binding, None
+        if binding is not None:
+            binding.close()
 
     def _end_hooks(self) -> None:
         if self.context is None or self._hooks is None or not self._hooks_started:
@@ -551,6 +605,7 @@ class _Worker:
             self.backlog.drain()  # this worker's outcomes are handed on before it says it left
             if self.run._collected is None:
                 self.run._outbox.put(_WORKER_EXIT)
+            self.run._worker_left()
 
     def _take(self, *, busy: bool) -> bool:
         taken = self.run._take(self.route.dispatcher, busy)
@@ -611,8 +666,11 @@ class _Worker:
         try:
             pending = hooks.item_done(context, outcome)
         except Exception as exc:
-            logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
-            run._fail(exc, cancel=True)
+            if run._closed:  # left running by a second Ctrl-C: the store has closed
+                logger.info("symbatcher: item %d ended after its run closed: not recorded", index)
+            else:
+                logger.error("symbatcher: a hook failed after item %d; stopping the run", index)
+                run._fail(exc, cancel=True)
         if not pending:
             run._deliver(index, outcome)
             return
