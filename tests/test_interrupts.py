@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from symbatcher import BatchScheduler, EngineBinding, binding
 from symbatcher.dispatch import Dispatcher
 from symbatcher.interrupts import ctrl_c_held
 from symbatcher.testing import SimulatedEngine, use_engine
+from tests import ctrl_c
 from tests.expressions import TestExpression
 
 
@@ -131,30 +130,6 @@ class _TwoSteps(Expression):
         return Symbol(str(first)).query("step two")
 
 
-def _ctrl_c() -> None:
-    """A real SIGINT to the main thread, as a terminal sends it: it wakes a blocked wait."""
-    assert threading.main_thread().ident is not None
-    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-
-def _main_thread_waits_for_workers() -> None:
-    """Until the main thread sleeps in ``collect`` waiting for the workers, where a user's
-    Ctrl-C lands (before that it may still be starting them). Polled: nothing signals it."""
-    main = threading.main_thread().ident
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        frame = sys._current_frames().get(main)  # type: ignore[arg-type]
-        names = []
-        while frame is not None:
-            names.append(frame.f_code.co_name)
-            frame = frame.f_back
-        waiting = names and names[0] in ("wait", "_wait_for_tstate_lock")
-        if waiting and "collect" in names and "start" not in names:
-            return
-        threading.Event().wait(0.001)
-    raise AssertionError("the main thread never waited for the workers")
-
-
 def _cancel_tells(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set once the run has told its workers to stop."""
     cancel = Dispatcher.cancel
@@ -179,8 +154,8 @@ def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(
 
     def press_ctrl_c_then_answer() -> None:
         engine.entered.wait(timeout=60)
-        _main_thread_waits_for_workers()
-        _ctrl_c()
+        ctrl_c.main_thread_waits_in("collect", not_in="start")
+        ctrl_c.press()
         stopped.wait(timeout=60)
         # The run must wait for the call out. If it returns instead, it does so at once:
         # give it half a second to show that (a slow machine can only hide it, not fake it).
@@ -211,10 +186,11 @@ def test_workers_left_by_a_second_ctrl_c_send_no_further_calls(
 
     def press_ctrl_c_twice() -> None:
         engine.entered.wait(timeout=60)
-        _main_thread_waits_for_workers()
-        _ctrl_c()  # the run starts to close and waits for the call
+        ctrl_c.main_thread_waits_in("collect", not_in="start")
+        ctrl_c.press()  # the run starts to close and waits for the call
         stopped.wait(timeout=60)
-        _ctrl_c()  # stop waiting
+        ctrl_c.main_thread_waits_in("close")
+        ctrl_c.press()  # stop waiting
 
     with use_engine(_HeldFirstCall()) as engine:
         presser = threading.Thread(target=press_ctrl_c_twice)

@@ -13,6 +13,7 @@ import pytest
 
 from symbatcher.errors import RunLockedError, StoreError
 from symbatcher.store import ItemRecord, MemoryStore, RunStore, SQLiteStore
+from tests import ctrl_c
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -189,6 +190,52 @@ def test_a_failed_commit_stops_writes_with_a_clear_error(tmp_path: Path) -> None
             _start(store, 1)
     finally:
         store.close()
+
+
+def test_a_ctrl_c_while_closing_keeps_the_run_until_its_last_commit_is_in(
+    tmp_path: Path,
+) -> None:
+    """The writer lets go of the file and the lock itself, after its last commit."""
+    run = tmp_path / "run"
+    store = SQLiteStore(run)
+    committing, go_on = threading.Event(), threading.Event()
+    commit = store._commit
+
+    def slow_commit(conn: sqlite3.Connection) -> None:  # a slow disk
+        committing.set()
+        go_on.wait(timeout=60)
+        commit(conn)
+
+    store._commit = slow_commit  # type: ignore[method-assign]
+    store.open()
+    _start(store, 0)
+    finished = store.item_finished(
+        ItemRecord(index=0, fingerprint="fp0", status="succeeded", result='"out0"', attempts=1)
+    )
+
+    def press_ctrl_c_during_the_commit() -> None:
+        committing.wait(timeout=60)
+        ctrl_c.main_thread_waits_in("close")
+        ctrl_c.press()
+
+    presser = threading.Thread(target=press_ctrl_c_during_the_commit)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.close()
+    finally:
+        presser.join()
+    try:
+        with pytest.raises(RunLockedError):  # still this run's while its commit goes on
+            SQLiteStore(run).open()
+        assert not finished.done()
+    finally:
+        go_on.set()
+        store.close()  # waits again, now to the end
+    finished.result(timeout=0)
+    with SQLiteStore(run) as again:  # the lock is free and the item is in
+        assert again.finished() == {0: ("succeeded", "fp0")}
+    assert not any(t.name.startswith("symbatcher-store") for t in threading.enumerate())
 
 
 def test_reading_a_missing_run_names_the_path(tmp_path: Path) -> None:

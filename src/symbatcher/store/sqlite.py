@@ -154,14 +154,18 @@ class SQLiteStore(RunStore):
         self._group_lock = threading.Lock()
         self._group: Durable | None = None
         self._writer: threading.Thread | None = None
+        self._closing = False
+        self._shut = threading.Event()  # set by the writer once it has let go of everything
         self._failure: BaseException | None = None
         self._refusal: str | None = f"the run store {self.path} is not open"  # why writes fail
         self.commits = 0
 
     # ---------------------------------------------------------------- lifecycle
     def open(self) -> None:
-        if self._conn is not None:
-            return
+        if self._writer is not None:
+            if not self._closing:
+                return
+            self.close()  # a close cut short by Ctrl-C: finish it first
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"run directory {self.directory} exists and is not a directory")
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -192,28 +196,43 @@ class SQLiteStore(RunStore):
         self._failure = None
         self._refusal = None
         self._wake.acquire(blocking=False)  # no request for a commit yet
-        self._writer = threading.Thread(
+        self._closing = False
+        self._shut = threading.Event()
+        writer = threading.Thread(
             target=self._write_loop, name=f"symbatcher-store-{self.directory.name}", daemon=True
         )
-        self._writer.start()
+        try:
+            writer.start()
+        except BaseException:
+            conn.close()
+            lock.release()
+            raise
+        self._writer = writer
 
     def close(self) -> None:
-        if self._conn is None:
+        """Commit what is queued, then let go of the file and the run lock.
+
+        The writer does the letting go itself, after its last commit, and this waits for it
+        on an event. A Ctrl-C during the wait leaves the writer to finish on its own: the
+        lock is never released while a commit is under way (another process could take
+        the run meanwhile), and the connection never closed under it (losing the commit).
+        Not ``Thread.join``: on Python 3.11 an interrupted join marks the thread stopped
+        while it still runs (CPython gh-90882). Calling ``close`` again waits again.
+        """
+        writer = self._writer
+        if writer is None:
             return
         if self._failure is None:
             self._refusal = f"the run store {self.path} is not open"
-        try:
-            if self._writer is not None:
-                self._queue.put(None)
-                self._commit_now()
-                self._writer.join()
-                self._writer = None
-            self._conn.close()
-        finally:
-            self._conn = None
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
+        if not self._closing:
+            self._closing = True
+            self._queue.put(None)
+            self._commit_now()
+        self._shut.wait()
+        writer.join()  # on its way out: returns at once
+        self._writer = None
+        self._conn = None
+        self._lock = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -299,9 +318,20 @@ class SQLiteStore(RunStore):
         write so that items finishing apart still share a commit. The writer sleeps through
         the interval (ordinary writes do not wake it: one wake-up per commit, not per
         write); writes someone waits on (meta, a worker that needs its earlier item
-        durable) and closing wake it at once."""
-        conn = self._conn
-        assert conn is not None
+        durable) and closing wake it at once. Then the writer closes the connection and
+        releases the run lock (see ``close``)."""
+        conn, lock, shut = self._conn, self._lock, self._shut
+        assert conn is not None and lock is not None
+        try:
+            self._commit_until_closed(conn)
+        finally:
+            try:
+                conn.close()
+            finally:
+                lock.release()
+                shut.set()
+
+    def _commit_until_closed(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
