@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -143,6 +144,16 @@ def _cancel_tells(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return stopped
 
 
+def _run_one_item_while(press: Callable[[], None]) -> threading.Thread:
+    """Run the two steps over one item while ``press`` presses Ctrl-C from a thread of its
+    own (returned, to join); the run must end in KeyboardInterrupt."""
+    presser = threading.Thread(target=press)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
+    return presser
+
+
 def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -163,10 +174,7 @@ def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(
         engine.release.set()  # the call comes back
 
     with use_engine(_HeldFirstCall()) as engine:
-        presser = threading.Thread(target=press_ctrl_c_then_answer)
-        presser.start()
-        with pytest.raises(KeyboardInterrupt):
-            BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
+        presser = _run_one_item_while(press_ctrl_c_then_answer)
         returned.set()
         assert engine.release.is_set(), "the run returned while its call was out"
         presser.join()
@@ -193,11 +201,7 @@ def test_workers_left_by_a_second_ctrl_c_send_no_further_calls(
         ctrl_c.press()  # stop waiting
 
     with use_engine(_HeldFirstCall()) as engine:
-        presser = threading.Thread(target=press_ctrl_c_twice)
-        presser.start()
-        with pytest.raises(KeyboardInterrupt):
-            BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
-        presser.join()
+        _run_one_item_while(press_ctrl_c_twice).join()
         workers = [t for t in threading.enumerate() if t not in before]
         assert workers, "the worker should still wait for its call"
         assert isinstance(registered(), EngineBinding)  # still refusing its calls
