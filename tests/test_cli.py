@@ -30,6 +30,16 @@ def test_demo_runs_on_the_simulator_with_a_summary() -> None:
     assert "[0] sim(Data:" in done.stdout and "Summarize this customer review" in done.stdout
 
 
+def test_demo_batches_fill_when_the_engine_takes_one_at_a_time() -> None:
+    done = run_cli(
+        "demo", "--items", "64", "--workers", "16", "--batch-size", "8", "--latency", "0.01",
+        "--max-inflight-batches", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    batches = int(done.stdout.split(" engine calls in ")[1].split(" batches")[0])
+    assert batches <= 20  # 128 calls, 8 a batch: about 16
+
+
 def test_demo_with_a_progress_line() -> None:
     done = run_cli(
         "demo", "--items", "30", "--latency", "0", "--progress", "on", "--engine", "simulated-plain"

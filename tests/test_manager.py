@@ -100,6 +100,26 @@ def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
         BatchManager(TestExpression, [], items_per_job=0)
     with pytest.raises(ValueError, match="max_cost"):
         BatchManager(TestExpression, [], max_cost=-1)
+    with pytest.raises(ValueError, match="max_inflight_batches"):
+        BatchManager(TestExpression, [], max_inflight_batches=0)
+
+
+def test_a_cap_on_batches_out_at_once_reaches_the_engine(tmp_path: Path) -> None:
+    from symbatcher.testing import SimulatedBatchEngine, use_engine
+
+    with use_engine(SimulatedBatchEngine(latency=0.02)) as gpu:
+        manager = BatchManager(
+            TestExpression,
+            [f"item{i}" for i in range(24)],
+            items_per_job=12,
+            max_parallel_jobs=2,
+            batch_size=4,
+            max_inflight_batches=1,
+            state_path=tmp_path / "run",
+            prices=PRICES,
+        )
+        assert manager.run(print_progress=False).succeeded == 24
+    assert gpu.max_concurrency == 1 and sum(gpu.batches) == gpu.call_count
 
 
 def test_job_limit_keeps_at_most_max_parallel_jobs_active(engine: SimulatedEngine) -> None:

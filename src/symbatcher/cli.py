@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=_positive, default=64)
     demo.add_argument("--batch-size", type=_positive, default=16)
     demo.add_argument(
+        "--max-inflight-batches",
+        type=_positive,
+        default=None,
+        help="batches out at the engine at once (default: no cap); a cap makes batches fill",
+    )
+    demo.add_argument(
         "--latency", type=float, default=0.05, help="simulated latency in seconds (default 0.05)"
     )
     demo.add_argument(
@@ -121,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
             else None
         )
         stream = stack.enter_context(
-            BatchScheduler().imap(
+            BatchScheduler(max_inflight_batches=args.max_inflight_batches).imap(
                 expr=ReviewDigest,
                 dataset=demo_reviews(total),
                 num_workers=args.workers,

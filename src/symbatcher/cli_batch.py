@@ -189,8 +189,13 @@ def _execute(
 
     expr = bound_expression(load_expression(command["expression"]), command.get("as"))
     hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
-    names = (command.get("engine") or {}).get("names") or ["neurosymbolic"]
-    scheduler = BatchScheduler(names, hooks=hooks, error_handling=command["error_handling"])
+    engine = command.get("engine") or {}
+    scheduler = BatchScheduler(
+        engine.get("names") or ["neurosymbolic"],
+        hooks=hooks,
+        error_handling=command["error_handling"],
+        max_inflight_batches=engine.get("max_inflight_batches"),
+    )
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:
         context["total"] = total

@@ -30,6 +30,11 @@ class EngineSettings(BaseModel):
     rpm: PositiveFloat | None = Field(default=None, description="requests per minute")
     tpm: PositiveFloat | None = Field(default=None, description="tokens per minute")
     max_concurrency: PositiveInt | None = Field(default=None, description="calls at once")
+    max_inflight_batches: PositiveInt | None = Field(
+        default=None,
+        description="batches out at the engine at once; while it is busy, calls gather and "
+        "batches fill (for a list-taking engine that serves only so many at once)",
+    )
     names: list[str] = Field(
         default_factory=lambda: ["neurosymbolic"], description="EngineRepository names to bind"
     )

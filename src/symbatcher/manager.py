@@ -77,6 +77,7 @@ class BatchManager:
         max_parallel_jobs: int = 5,
         workers_per_job: int = 8,
         batch_size: int = 16,
+        max_inflight_batches: int | None = None,
         max_cost: float | None = None,
         prices: Mapping[str, PriceLike] | None = None,
         state_path: str | Path = "symbatcher-run",
@@ -99,6 +100,9 @@ class BatchManager:
         self.max_parallel_jobs = max_parallel_jobs
         self.num_workers = max_parallel_jobs * min(workers_per_job, items_per_job)
         self.batch_size = batch_size
+        if max_inflight_batches is not None:
+            positive_int("max_inflight_batches", max_inflight_batches)
+        self.max_inflight_batches = max_inflight_batches
         self.max_cost = max_cost
         self.prices = dict(prices or {})
         self.state_path = Path(state_path)
@@ -171,7 +175,12 @@ class BatchManager:
         if self.save_results_dir is not None:
             hooks.append(SaveResults(self.save_results_dir, raw=self.save_raw))
         hooks.extend(self.extra_hooks)
-        scheduler = BatchScheduler(self.engines, hooks=hooks, error_handling=self.error_handling)
+        scheduler = BatchScheduler(
+            self.engines,
+            hooks=hooks,
+            error_handling=self.error_handling,
+            max_inflight_batches=self.max_inflight_batches,
+        )
         context: dict[str, Any] = {
             "replay_restored": False,
             "items_per_job": self.items_per_job,

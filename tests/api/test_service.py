@@ -173,6 +173,11 @@ def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
             "/jobs", json={"expression": "echo", "items": [1], "settings": {"workers": 0}}
         )
         assert bad.status_code == 422 and "workers" in bad.text
+        capped = client.post(
+            "/jobs",
+            json={"expression": "echo", "items": [1], "settings": {"max_inflight_batches": 0}},
+        )
+        assert capped.status_code == 422 and "max_inflight_batches" in capped.text
         extra = client.post("/jobs", json={"expression": "echo", "items": [1], "wobble": 1})
         assert extra.status_code == 422 and "wobble" in extra.text
         both = client.post("/jobs", json={"expression": "echo", "items": [1], "path": str(inside)})

@@ -64,6 +64,17 @@ def test_a_worker_runs_a_job_and_keeps_its_items(
     assert worker.run_one() is None  # nothing left
 
 
+def test_a_job_can_cap_the_batches_out_at_once(queue: JobQueue, tmp_path: Path) -> None:
+    from symbatcher.testing import SimulatedBatchEngine, use_engine
+
+    settings = {"items": [f"item-{i}" for i in range(24)], "workers": 8, "batch_size": 4}
+    queue.submit("echo", {**settings, "max_inflight_batches": 1})
+    with use_engine(SimulatedBatchEngine(latency=0.02)) as gpu:
+        ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
+    assert ended is not None and ended.state == "succeeded"
+    assert gpu.max_concurrency == 1 and sum(gpu.batches) == 24
+
+
 def test_unknown_expressions_and_bad_settings_fail_the_job_only(
     queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
 ) -> None:

@@ -36,6 +36,9 @@ class JobSettings(BaseModel):
 
     workers: int = Field(default=8, ge=1, le=1024)
     batch_size: int = Field(default=5, ge=1, le=1024)
+    max_inflight_batches: int | None = Field(
+        default=None, ge=1, le=1024, description="batches out at the engine at once"
+    )
     max_cost: float | None = Field(default=None, gt=0)
     bind_as: str | None = Field(default=None, alias="as")
     error_handling: Literal["continue", "fail_fast"] = "continue"

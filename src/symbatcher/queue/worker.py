@@ -117,8 +117,11 @@ class JobWorker:
         if settings.get("max_cost") is not None:
             hooks.append(Budget(float(settings["max_cost"])))
         hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
+        inflight = settings.get("max_inflight_batches")
         scheduler = BatchScheduler(
-            hooks=hooks, error_handling=settings.get("error_handling", "continue")
+            hooks=hooks,
+            error_handling=settings.get("error_handling", "continue"),
+            max_inflight_batches=None if inflight is None else int(inflight),
         )
         stream = scheduler._stream(
             bound_expression(target, settings.get("as")),
