@@ -6,10 +6,12 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from symbatcher import dispatch
 from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import RunCancelledError
 from symbatcher.executors import Answer, Outcome
@@ -112,6 +114,98 @@ def test_max_inflight_batches_is_respected() -> None:
     assert engine.max_inflight == 1
     assert sum(len(b) for b in engine.batches) == 6
     assert all(isinstance(a, tuple) for a in answers)
+
+
+class LingerWatch(Dispatcher):
+    """Tells the test when a call was queued, and when one lingered out but the in-flight
+    cap held it back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queued = threading.Semaphore(0)
+        self.held = threading.Event()
+
+    def _op_enqueue(self, call: Any) -> None:
+        super()._op_enqueue(call)
+        self.queued.release()
+
+    def _op_expire(self, call: Any) -> None:
+        super()._op_expire(call)
+        if call.role == dispatch._WAIT:  # still queued after its deadline
+            self.held.set()
+
+
+def test_under_a_cap_the_linger_is_not_cut_to_a_share_of_the_latency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Uncapped, a call lingers at most ``linger_fraction`` of the engine's latency; under
+    a cap a batch holds a scarce slot for a whole round trip, so it may fill for ``linger``.
+    """
+    clock = [1000.0]
+    monkeypatch.setattr(dispatch, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    dispatcher = LingerWatch(
+        batch_size=10, linger=0.01, linger_fraction=0.01, max_inflight_batches=2
+    )
+    engine = GatedListEngine()
+    dispatcher.worker_busy()  # a worker that never calls: the batch cannot know it is complete
+    dispatcher.worker_busy()
+    first = threading.Thread(target=dispatcher.submit, args=("e", engine, "a"))
+    first.start()
+    dispatcher.queued.acquire()
+    clock[0] += 1  # "a" lingers out; its batch comes back at once: latency 0 by this clock
+    first.join(timeout=30)
+    second = threading.Thread(target=dispatcher.submit, args=("e", engine, "b"))
+    second.start()
+    dispatcher.queued.acquire()  # "b" is queued, and every release its arrival allows ran
+    assert dispatcher.batches == 1, "a zero share of the latency released it at once"
+    clock[0] += 1
+    second.join(timeout=30)
+    assert not first.is_alive() and not second.is_alive()
+    assert engine.batches == [["a"], ["b"]]
+
+
+def test_a_freed_slot_lets_a_call_that_lingered_out_wait_for_company(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a cap, a call whose linger ran out while the cap held it back lingers once
+    more when a slot comes free: the calls that follow fill its batch, rather than it
+    taking the slot alone for a whole round trip. The clock is the test's: it moves only
+    when the test says, so no deadline passes by accident on a slow machine."""
+    clock = [1000.0]
+    monkeypatch.setattr(dispatch, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    dispatcher = LingerWatch(batch_size=4, linger=0.01, max_inflight_batches=1)
+    engine = GatedListEngine(gated=True)
+    answers: dict[str, Any] = {}
+
+    def worker(argument: str) -> None:
+        answers[argument] = dispatcher.submit("e", engine, argument)
+        dispatcher.worker_idle()
+
+    def start(argument: str) -> threading.Thread:
+        thread = threading.Thread(target=worker, args=(argument,))
+        thread.start()
+        return thread
+
+    for _ in "abcde":
+        dispatcher.worker_busy()
+    first = start("a")
+    dispatcher.queued.acquire()
+    clock[0] += 1  # "a" lingers out and goes alone, the cap is full
+    assert engine.started.acquire(timeout=30)
+    second = start("b")
+    dispatcher.queued.acquire()
+    clock[0] += 1  # "b" lingers out too, but the cap holds it back
+    assert dispatcher.held.wait(timeout=30)
+    engine.gate.set()  # "a" comes back: a slot is free
+    first.join(timeout=30)
+    rest = [second] + [start(argument) for argument in "cde"]
+    for thread in rest:
+        thread.join(timeout=30)
+    alive = [t for t in [first, *rest] if t.is_alive()]
+    dispatcher.cancel()
+    assert not alive
+    assert engine.batches == [["a"], ["b", "c", "d", "e"]]
+    assert answers == {x: ([f"ans({x})"], {}) for x in "abcde"}
 
 
 def test_several_batches_in_flight_when_uncapped() -> None:

@@ -7,7 +7,10 @@ seconds and at most ``linger_fraction`` of the engine's observed latency (an EWM
 finished batches): while a run is latency-bound every ms a call waits is a ms of throughput
 lost, so the wait is kept to a small share of what the engine costs anyway. Calls to a
 plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
-the batches out at the engine; a finished batch lets the next one go.
+the batches out at the engine; a finished batch lets the next one go. Under a cap the trade
+turns: a batch holds one of few slots for a whole round trip, so a call lingers the full
+``linger`` (no share of the latency), and a call that lingered out while the cap held it
+back lingers once more when a slot comes free, for the calls that are about to follow.
 
 Nothing polls and no thread of its own runs here: each caller sleeps on its own signal.
 The call at the head of a lane sleeps with its linger deadline as the timeout, and when it
@@ -297,7 +300,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ release
     def _linger_for(self, lane: _Lane) -> float:
-        if lane.latency is None or self.linger_fraction is None:
+        """Uncapped, a call waits at most a small share of the engine's latency: the run is
+        latency-bound and every ms waited is lost. Under a cap a batch holds one of few
+        slots for a whole round trip, so filling it is worth the plain ``linger``."""
+        if (
+            lane.latency is None
+            or self.linger_fraction is None
+            or self.max_inflight_batches is not None
+        ):
             return self.linger
         return min(self.linger, self.linger_fraction * lane.latency)
 
@@ -399,7 +409,26 @@ class Dispatcher:
         batch.lane.observe(time.monotonic() - batch.sent_at)
         if self.max_inflight_batches is not None:
             self._inflight -= 1
+            self._linger_again()
             self._release()  # a call held back by the cap may go now (nothing else changed)
+
+    def _linger_again(self) -> None:
+        """A slot came free: a list lane's head that lingered out while the cap held it
+        back lingers once more before it goes, so the calls of the batch that just came
+        back (its members call again within a few ms) can join it instead of waiting a
+        round trip for the next slot. Measured with a cap of 4 batches of 16 for 64
+        workers: mean batch fill 0.76 -> 0.85, items/s up 7-10% (benchmarks/bench_fill.py)."""
+        now = time.monotonic()
+        for lane in self._lanes.values():
+            if not lane.waiting or lane.executor.caller_runs:
+                continue
+            head = lane.waiting[0]
+            if head.deadline <= now:
+                head.deadline = now + self._linger_for(lane)
+                if not head.timed:
+                    head.timed = True  # its thread sleeps untimed (see _op_expire)
+                    if head is not self._mine:
+                        head.signal.set()
 
     # ----------------------------------------------------------------- shutdown
     def cancel(self, reason: BaseException | None = None) -> None:
