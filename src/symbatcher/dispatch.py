@@ -416,8 +416,8 @@ class Dispatcher:
         """A slot came free: a list lane's head that lingered out while the cap held it
         back lingers once more before it goes, so the calls of the batch that just came
         back (its members call again within a few ms) can join it instead of waiting a
-        round trip for the next slot. Measured with a cap of 4 batches of 16 for 64
-        workers: mean batch fill 0.76 -> 0.85, items/s up 7-10% (benchmarks/bench_fill.py)."""
+        round trip for the next slot (benchmarks/bench_fill.py: fuller batches, more
+        items/s)."""
         now = time.monotonic()
         for lane in self._lanes.values():
             if not lane.waiting or lane.executor.caller_runs:
