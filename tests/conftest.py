@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from symbatcher.dispatch import Dispatcher
 from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
 
 
@@ -29,3 +31,17 @@ def engine() -> Iterator[SimulatedEngine]:
 def batch_engine() -> Iterator[SimulatedBatchEngine]:
     with use_engine(SimulatedBatchEngine()) as eng:
         yield eng
+
+
+@pytest.fixture
+def dispatchers(monkeypatch: pytest.MonkeyPatch) -> list[Dispatcher]:
+    """Every Dispatcher the test's runs make: what reached the run of the settings given."""
+    made: list[Dispatcher] = []
+    init = Dispatcher.__init__
+
+    def recording(self: Dispatcher, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Dispatcher, "__init__", recording)
+    return made

@@ -51,6 +51,8 @@ def test_demo_with_a_progress_line() -> None:
 def test_bad_arguments_exit_with_a_message() -> None:
     done = run_cli("demo", "--workers", "0")
     assert done.returncode == 2 and "must be a positive integer" in done.stderr
+    done = run_cli("demo", "--linger", "-1")
+    assert done.returncode == 2 and "--linger: must be >= 0 seconds, got -1" in done.stderr
 
 
 def test_main_returns_an_exit_code(capsys) -> None:  # type: ignore[no-untyped-def]

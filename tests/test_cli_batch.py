@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from symbatcher.cli import main
+from symbatcher.dispatch import Dispatcher
 from symbatcher.testing import SimulatedEngine
 
 _names = itertools.count()
@@ -204,19 +205,22 @@ def test_a_config_file_declares_the_batch(
     assert stored["engine"]["max_concurrency"] == 1
 
 
-def test_a_config_caps_the_batches_out_at_once_so_they_fill(pipelines: str, tmp_path: Path) -> None:
+def test_a_config_caps_the_batches_out_at_once_so_they_fill(
+    pipelines: str, tmp_path: Path, dispatchers: list[Dispatcher]
+) -> None:
     from symbatcher.testing import SimulatedBatchEngine, use_engine
 
     write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(32)])
     (tmp_path / "run.yaml").write_text(
         f"expression: {pipelines}:Echo\nitems: in.jsonl\nworkers: 8\nbatch_size: 4\n"
-        "engine:\n  max_inflight_batches: 1\n",
+        "engine:\n  max_inflight_batches: 1\n  linger: 0.02\n",
         encoding="utf-8",
     )
     with use_engine(SimulatedBatchEngine(latency=0.02)) as gpu:  # serves one batch at a time
         assert main(["run", "--config", "run.yaml", "--progress", "off"]) == 0
     assert gpu.max_concurrency == 1
     assert sum(gpu.batches) == 32 and len(gpu.batches) <= 10  # 8 workers wait, 4 a batch
+    assert [d.linger for d in dispatchers] == [0.02]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from symbatcher import BatchManager, ItemError
+from symbatcher.dispatch import Dispatcher
 from symbatcher.hooks.jobs import JobLimit
 from symbatcher.testing import SimulatedEngine
 from tests.expressions import TestExpression
@@ -102,9 +103,13 @@ def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
         BatchManager(TestExpression, [], max_cost=-1)
     with pytest.raises(ValueError, match="max_inflight_batches"):
         BatchManager(TestExpression, [], max_inflight_batches=0)
+    with pytest.raises(ValueError, match="linger"):
+        BatchManager(TestExpression, [], linger=-1)
 
 
-def test_a_cap_on_batches_out_at_once_reaches_the_engine(tmp_path: Path) -> None:
+def test_a_cap_on_batches_out_at_once_reaches_the_engine(
+    tmp_path: Path, dispatchers: list[Dispatcher]
+) -> None:
     from symbatcher.testing import SimulatedBatchEngine, use_engine
 
     with use_engine(SimulatedBatchEngine(latency=0.02)) as gpu:
@@ -115,11 +120,13 @@ def test_a_cap_on_batches_out_at_once_reaches_the_engine(tmp_path: Path) -> None
             max_parallel_jobs=2,
             batch_size=4,
             max_inflight_batches=1,
+            linger=0.02,
             state_path=tmp_path / "run",
             prices=PRICES,
         )
         assert manager.run(print_progress=False).succeeded == 24
     assert gpu.max_concurrency == 1 and sum(gpu.batches) == gpu.call_count
+    assert [d.linger for d in dispatchers] == [0.02]
 
 
 def test_job_limit_keeps_at_most_max_parallel_jobs_active(engine: SimulatedEngine) -> None:

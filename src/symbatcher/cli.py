@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         help="batches out at the engine at once (default: no cap); a cap makes batches fill",
     )
     demo.add_argument(
-        "--latency", type=float, default=0.05, help="simulated latency in seconds (default 0.05)"
+        "--linger",
+        type=_seconds,
+        default=0.005,
+        help="seconds a call may wait for its batch to fill (default 0.005)",
+    )
+    demo.add_argument(
+        "--latency", type=_seconds, default=0.05, help="simulated latency in seconds (default 0.05)"
     )
     demo.add_argument(
         "--progress",
@@ -70,6 +76,16 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
     return value
 
 
@@ -127,7 +143,7 @@ def _demo(args: argparse.Namespace) -> int:
             else None
         )
         stream = stack.enter_context(
-            BatchScheduler(max_inflight_batches=args.max_inflight_batches).imap(
+            BatchScheduler(max_inflight_batches=args.max_inflight_batches, linger=args.linger).imap(
                 expr=ReviewDigest,
                 dataset=demo_reviews(total),
                 num_workers=args.workers,

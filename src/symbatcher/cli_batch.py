@@ -195,6 +195,7 @@ def _execute(
         hooks=hooks,
         error_handling=command["error_handling"],
         max_inflight_batches=engine.get("max_inflight_batches"),
+        linger=engine.get("linger", 0.005),
     )
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 
 from symbatcher.errors import SymbatcherError
 
@@ -34,6 +42,11 @@ class EngineSettings(BaseModel):
         default=None,
         description="batches out at the engine at once; while it is busy, calls gather and "
         "batches fill (for a list-taking engine that serves only so many at once)",
+    )
+    linger: NonNegativeFloat = Field(
+        default=0.005,
+        description="seconds a call may wait for its batch to fill (under "
+        "max_inflight_batches, longer fills batches further)",
     )
     names: list[str] = Field(
         default_factory=lambda: ["neurosymbolic"], description="EngineRepository names to bind"

@@ -78,6 +78,7 @@ class BatchManager:
         workers_per_job: int = 8,
         batch_size: int = 16,
         max_inflight_batches: int | None = None,
+        linger: float = 0.005,
         max_cost: float | None = None,
         prices: Mapping[str, PriceLike] | None = None,
         state_path: str | Path = "symbatcher-run",
@@ -103,6 +104,9 @@ class BatchManager:
         if max_inflight_batches is not None:
             positive_int("max_inflight_batches", max_inflight_batches)
         self.max_inflight_batches = max_inflight_batches
+        if linger < 0:
+            raise ValueError(f"linger must be >= 0 seconds, got {linger!r}")
+        self.linger = linger
         self.max_cost = max_cost
         self.prices = dict(prices or {})
         self.state_path = Path(state_path)
@@ -180,6 +184,7 @@ class BatchManager:
             hooks=hooks,
             error_handling=self.error_handling,
             max_inflight_batches=self.max_inflight_batches,
+            linger=self.linger,
         )
         context: dict[str, Any] = {
             "replay_restored": False,

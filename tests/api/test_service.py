@@ -178,6 +178,10 @@ def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
             json={"expression": "echo", "items": [1], "settings": {"max_inflight_batches": 0}},
         )
         assert capped.status_code == 422 and "max_inflight_batches" in capped.text
+        lingering = client.post(
+            "/jobs", json={"expression": "echo", "items": [1], "settings": {"linger": -1}}
+        )
+        assert lingering.status_code == 422 and "linger" in lingering.text
         extra = client.post("/jobs", json={"expression": "echo", "items": [1], "wobble": 1})
         assert extra.status_code == 422 and "wobble" in extra.text
         both = client.post("/jobs", json={"expression": "echo", "items": [1], "path": str(inside)})

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from symai import Expression, Symbol
 
+from symbatcher.dispatch import Dispatcher
 from symbatcher.queue import ExpressionRegistry, JobQueue
 from symbatcher.queue.worker import JobWorker, WorkerPool
 from symbatcher.store.base import SUCCEEDED
@@ -64,15 +65,18 @@ def test_a_worker_runs_a_job_and_keeps_its_items(
     assert worker.run_one() is None  # nothing left
 
 
-def test_a_job_can_cap_the_batches_out_at_once(queue: JobQueue, tmp_path: Path) -> None:
+def test_a_job_can_cap_the_batches_out_at_once(
+    queue: JobQueue, tmp_path: Path, dispatchers: list[Dispatcher]
+) -> None:
     from symbatcher.testing import SimulatedBatchEngine, use_engine
 
     settings = {"items": [f"item-{i}" for i in range(24)], "workers": 8, "batch_size": 4}
-    queue.submit("echo", {**settings, "max_inflight_batches": 1})
+    queue.submit("echo", {**settings, "max_inflight_batches": 1, "linger": 0.02})
     with use_engine(SimulatedBatchEngine(latency=0.02)) as gpu:
         ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
     assert ended is not None and ended.state == "succeeded"
     assert gpu.max_concurrency == 1 and sum(gpu.batches) == 24
+    assert [d.linger for d in dispatchers] == [0.02]
 
 
 def test_unknown_expressions_and_bad_settings_fail_the_job_only(

@@ -39,6 +39,9 @@ class JobSettings(BaseModel):
     max_inflight_batches: int | None = Field(
         default=None, ge=1, le=1024, description="batches out at the engine at once"
     )
+    linger: float = Field(
+        default=0.005, ge=0, le=60, description="seconds a call may wait for its batch to fill"
+    )
     max_cost: float | None = Field(default=None, gt=0)
     bind_as: str | None = Field(default=None, alias="as")
     error_handling: Literal["continue", "fail_fast"] = "continue"

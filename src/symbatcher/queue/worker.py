@@ -122,6 +122,7 @@ class JobWorker:
             hooks=hooks,
             error_handling=settings.get("error_handling", "continue"),
             max_inflight_batches=None if inflight is None else int(inflight),
+            linger=float(settings.get("linger", 0.005)),
         )
         stream = scheduler._stream(
             bound_expression(target, settings.get("as")),
