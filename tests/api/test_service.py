@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from symbatcher.queue import JobQueue
+
 CHILD = Path(__file__).with_name("server_child.py")
 TOKEN = "s3cret"
 
@@ -27,9 +30,11 @@ class Service:
         latency: float,
         lease: float,
         token_from_env: bool = False,
+        stderr: Path | None = None,
     ) -> None:
         self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
         self.token_from_env = token_from_env  # SYMBATCHER_API_TOKEN, as `symbatcher serve` reads it
+        self.stderr = stderr  # where its stderr goes (default: the test's)
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -44,9 +49,11 @@ class Service:
         env.pop("SYMBATCHER_API_TOKEN", None)
         if self.token_from_env:
             env["SYMBATCHER_API_TOKEN"] = TOKEN
-        self.process = subprocess.Popen(
-            [sys.executable, str(CHILD), *args, str(self.data_dir)], env=env
-        )
+        with contextlib.ExitStack() as files:
+            err = files.enter_context(self.stderr.open("wb")) if self.stderr else None
+            self.process = subprocess.Popen(
+                [sys.executable, str(CHILD), *args, str(self.data_dir)], env=env, stderr=err
+            )
         with httpx.Client() as client:  # up when it answers; the process may not be yet
             for _ in range(300):
                 try:
@@ -223,6 +230,41 @@ def test_cancel_a_running_job(tmp_path: Path) -> None:
             assert 4 <= len(succeeded) < 300  # what finished is kept; the rest never started
     finally:
         slow.stop()
+
+
+def test_ctrl_c_says_it_waits_for_the_running_job_and_a_second_one_stops_now(
+    tmp_path: Path,
+) -> None:
+    """The first Ctrl-C starts no new job and waits for the running one (which may take
+    long, so the service says so); a second stops at once, leaving the job claimed, to be
+    resumed from its items once its lease lapses."""
+    (tmp_path / "data").mkdir()
+    log = tmp_path / "service.log"
+    slow = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=30, stderr=log)
+    slow.start()
+    try:
+        with slow.client() as client:
+            job = submit_and_wait(client, 2000, done=4)  # 50 s of work
+            later = client.post("/jobs", json={"expression": "echo", "items": [1]}).json()
+        assert slow.process is not None
+        slow.process.send_signal(signal.SIGINT)
+        expected = f"waiting for 1 running job(s) to finish ({job['id']})"
+        for _ in range(600):  # polled: the log is all there is to watch
+            if expected in log.read_text(encoding="utf-8"):
+                break
+            threading_wait(0.1)
+        assert "Ctrl-C again to stop now" in log.read_text(encoding="utf-8")
+        slow.process.send_signal(signal.SIGINT)
+        slow.process.wait(timeout=30)
+    finally:
+        slow.kill()
+    queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
+    try:
+        stopped, waiting = queue.get(job["id"]), queue.get(later["id"])
+    finally:
+        queue.close()
+    assert stopped is not None and stopped.state == "running"  # claimed; its lease will lapse
+    assert waiting is not None and waiting.state == "queued"  # no new job started
 
 
 def test_a_killed_server_loses_nothing(tmp_path: Path) -> None:

@@ -48,5 +48,14 @@ def serve(
     try:
         server.run()
     finally:
+        running = pool.running()
+        if running:  # the wait may be long: say what it is for, and how to cut it short
+            logger.warning(
+                "symbatcher serve: stopping; waiting for %d running job(s) to finish (%s). "
+                "Ctrl-C again to stop now: they resume from their items once their lease "
+                "lapses after the service starts again.",
+                len(running),
+                ", ".join(job.id for job in running),
+            )
         pool.stop()
         queue.close()

@@ -2,11 +2,12 @@
 
 A job's run directory (``<root>/<job id>``) holds its item-level state (a Checkpoint), so
 a job claimed again after its worker died resumes where that worker stopped. While a job
-runs, a heartbeat thread renews the lease every ``lease / 3`` seconds and stores the
-progress figures; it also notices a cancel request, a lost lease or the job's timeout,
-and then halts the run: no new item starts, those in flight finish and are recorded.
-Between jobs an idle worker looks at the queue every ``poll`` seconds (SQLite has no
-notifications); ``stop()`` wakes it at once.
+runs, a heartbeat thread renews the lease and stores the progress figures every
+``lease / 3`` seconds, at most a second apart (the API's live progress and a cancel are
+only as fresh as the last beat; one UPDATE a second is nothing to SQLite). It also notices
+a cancel request, a lost lease or the job's timeout, and then halts the run: no new item
+starts, those in flight finish and are recorded. Between jobs an idle worker looks at the
+queue every ``poll`` seconds (SQLite has no notifications); ``stop()`` wakes it at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
 
 logger = logging.getLogger("symbatcher")
+HEARTBEAT_MAX = 1.0  # seconds between beats, whatever the lease
 
 
 class _Control(Hook):
@@ -70,6 +72,7 @@ class JobWorker:
         self.lease = lease
         self.poll = poll
         self._stopping = threading.Event()
+        self.job: Job | None = None  # the job it runs now
         self.halted = threading.Event()  # set when the heartbeat halts a run (cancel, ...)
 
     def stop(self) -> None:
@@ -86,11 +89,14 @@ class JobWorker:
         job = self.queue.claim(self.name, self.lease)
         if job is None:
             return None
+        self.job = job
         try:
             state, error, progress = self._run(job)
         except Exception as exc:  # the job fails, the worker goes on
             logger.exception("symbatcher: job %s failed", job.id)
             state, error, progress = "failed", f"{type(exc).__name__}: {exc}", None
+        finally:
+            self.job = None
         self.queue.finish(job.id, self.name, state, error=error, progress=progress)
         return self.queue.get(job.id)
 
@@ -167,7 +173,7 @@ class JobWorker:
         done: threading.Event,
     ) -> None:
         deadline = time.monotonic() + job.timeout if job.timeout else None
-        while not done.wait(self.lease / 3):
+        while not done.wait(min(self.lease / 3, HEARTBEAT_MAX)):
             current = self.queue.heartbeat(job.id, self.name, self.lease, progress=dict(latest))
             why = None
             if current is None:
@@ -203,6 +209,10 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
         return self
+
+    def running(self) -> list[Job]:
+        """The jobs its workers run now."""
+        return [job for worker in self.workers if (job := worker.job) is not None]
 
     def stop(self) -> None:
         """Ask every worker to stop after its current job, and wait for them."""
