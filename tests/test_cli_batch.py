@@ -68,6 +68,20 @@ def test_run_writes_ordered_results_and_resumes_without_calling_again(
     assert engine.call_count == calls  # every item was done already
 
 
+def test_an_engine_symai_does_not_have_is_named_and_leaves_no_run_directory(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", ["a"])
+    (tmp_path / "run.yaml").write_text(
+        f"expression: {pipelines}:Echo\nitems: in.jsonl\nrun_dir: run\n"
+        "engine:\n  names: [no_such_engine]\n",
+        encoding="utf-8",
+    )
+    assert main(["run", "--config", "run.yaml"]) == 2
+    assert "no engine named 'no_such_engine'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_input_stops_before_any_engine_call(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -125,6 +125,20 @@ def _repository() -> Any:
     return EngineRepository
 
 
+def available_engine(name: str) -> Any:
+    """The engine symai's EngineRepository has under ``name``, or an error that says how
+    to configure or register one."""
+    try:
+        return _repository().get(name)
+    except (ValueError, ImportError) as exc:
+        msg = (
+            f"no engine named {name!r} is available in symai's EngineRepository ({exc}). "
+            f"Configure it in symai.config.json (e.g. NEUROSYMBOLIC_ENGINE_MODEL and its "
+            f"API key) or register one with EngineRepository.register({name!r}, engine)."
+        )
+        raise EngineNotAvailableError(msg) from exc
+
+
 def _acquire(name: str) -> EngineBinding:
     repo = _repository()
     with _registry_lock:
@@ -132,15 +146,7 @@ def _acquire(name: str) -> EngineBinding:
             binding, count = _bound[name]
             _bound[name] = (binding, count + 1)
             return binding
-        try:
-            engine = repo.get(name)
-        except (ValueError, ImportError) as exc:
-            msg = (
-                f"no engine named {name!r} is available in symai's EngineRepository ({exc}). "
-                f"Configure it in symai.config.json (e.g. NEUROSYMBOLIC_ENGINE_MODEL and its "
-                f"API key) or register one with EngineRepository.register({name!r}, engine)."
-            )
-            raise EngineNotAvailableError(msg) from exc
+        engine = available_engine(name)
         binding = EngineBinding(name, engine)
         repo.register(name, binding, allow_engine_override=True)
         _bound[name] = (binding, 1)

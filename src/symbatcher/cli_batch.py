@@ -257,13 +257,16 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from symbatcher.binding import available_engine
     from symbatcher.config import items_at
     from symbatcher.data import check, format_of, read, spool_stdin
 
     settings = _settings(args)
+    load_expression(settings.expression)  # a typo fails here, before the data is read
+    for name in settings.engine.names:  # a machine with no engine leaves no run directory
+        available_engine(name)
     run_dir = Path(settings.run_dir or "symbatcher-run")
     run_dir.mkdir(parents=True, exist_ok=True)
-    load_expression(settings.expression)  # a typo fails here, before the data is read
     data = Path(settings.items)
     if settings.items == "-":
         data = spool_stdin(run_dir).replace(run_dir / STDIN_COPY)
