@@ -208,6 +208,80 @@ def test_a_freed_slot_lets_a_call_that_lingered_out_wait_for_company(
     assert answers == {x: ([f"ans({x})"], {}) for x in "abcde"}
 
 
+class PlainGates:
+    """A plain engine (each call in its caller's thread) whose calls each wait for the test."""
+
+    caller_runs = True
+
+    def __init__(self, order: list[Any]) -> None:
+        self.order = order
+        self.gates: dict[str, threading.Event] = {}
+        self.started = threading.Semaphore(0)
+
+    def call_one(self, argument: str) -> Answer:
+        gate = self.gates.setdefault(argument, threading.Event())
+        self.order.append(argument)
+        self.started.release()
+        assert gate.wait(timeout=30)
+        return ([f"ans({argument})"], {})
+
+    def open(self, argument: str) -> None:
+        self.gates.setdefault(argument, threading.Event()).set()
+
+
+def test_a_call_lingers_again_once_so_plain_calls_cannot_keep_taking_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a cap shared with a plain engine, whose calls go whenever a slot is free: a
+    list call that lingered out lingers once more at a freed slot, not at every one."""
+    clock = [1000.0]
+    monkeypatch.setattr(dispatch, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    dispatcher = LingerWatch(batch_size=4, linger=0.01, max_inflight_batches=1)
+    order: list[Any] = []
+    listed = GatedListEngine(gated=True)
+    plain = PlainGates(order)
+    call_batch = listed.call_batch
+
+    def recorded(arguments: Sequence[Any]) -> list[Outcome]:
+        order.append(list(arguments))
+        return call_batch(arguments)
+
+    listed.call_batch = recorded  # type: ignore[method-assign]
+    for _ in range(8):
+        dispatcher.worker_busy()  # more workers than calls: no batch knows it is complete
+
+    def start(lane: str, executor: Any, argument: str) -> threading.Thread:
+        thread = threading.Thread(target=dispatcher.submit, args=(lane, executor, argument))
+        thread.start()
+        dispatcher.queued.acquire()
+        return thread
+
+    threads = [start("list", listed, "a")]
+    clock[0] += 1  # "a" lingers out and takes the one slot
+    assert listed.started.acquire(timeout=30)
+    threads.append(start("list", listed, "b"))
+    clock[0] += 1  # "b" lingers out; the cap holds it back
+    assert dispatcher.held.wait(timeout=30)
+    threads.append(start("plain", plain, "p1"))
+    listed.gate.set()  # "a" comes back: "b" lingers again, so "p1" takes the slot
+    assert plain.started.acquire(timeout=30)
+    dispatcher.held.clear()
+    clock[0] += 1  # "b" lingers out a second time; the cap holds it back again
+    assert dispatcher.held.wait(timeout=30)
+    threads.append(start("plain", plain, "p2"))
+    plain.open("p1")  # a slot is free: now it is "b"'s, not "p2"'s
+    assert plain.started.acquire(timeout=30)  # "p2" got a slot after "b"'s batch
+    plain.open("p2")
+    for thread in threads:
+        thread.join(timeout=30)
+    alive = [t for t in threads if t.is_alive()]
+    dispatcher.cancel()
+    for name in ("p1", "p2"):
+        plain.open(name)
+    assert not alive
+    assert order == [["a"], "p1", ["b"], "p2"]
+
+
 def test_several_batches_in_flight_when_uncapped() -> None:
     dispatcher = Dispatcher(batch_size=2, linger=3600, linger_fraction=None)
     engine = GatedListEngine(gated=True)

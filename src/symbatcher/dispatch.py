@@ -87,6 +87,7 @@ class _Call:
         "deadline",
         "executor",
         "key",
+        "lingered_again",
         "outcome",
         "role",
         "signal",
@@ -101,6 +102,7 @@ class _Call:
         self.signal = _Signal()
         self.role = _WAIT
         self.timed = False  # whether its thread sleeps with the linger deadline as timeout
+        self.lingered_again = False  # see Dispatcher._linger_again: once per call
         self.batch: _Batch | None = None
         self.outcome: Outcome | None = None
 
@@ -417,13 +419,15 @@ class Dispatcher:
         back lingers once more before it goes, so the calls of the batch that just came
         back (its members call again within a few ms) can join it instead of waiting a
         round trip for the next slot (benchmarks/bench_fill.py: fuller batches, more
-        items/s)."""
+        items/s). Once per call: a plain lane's calls go whenever a slot is free, and
+        lingering at every freed slot could leave this call behind them for good."""
         now = time.monotonic()
         for lane in self._lanes.values():
             if not lane.waiting or lane.executor.caller_runs:
                 continue
             head = lane.waiting[0]
-            if head.deadline <= now:
+            if head.deadline <= now and not head.lingered_again:
+                head.lingered_again = True
                 head.deadline = now + self._linger_for(lane)
                 if not head.timed:
                     head.timed = True  # its thread sleeps untimed (see _op_expire)
