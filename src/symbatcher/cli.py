@@ -18,6 +18,7 @@ from symbatcher.cli_batch import (
     status_command,
 )
 from symbatcher.errors import SymbatcherError
+from symbatcher.interrupts import Terminated
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}, answers echo the prompt; "
@@ -106,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymbatcherError as exc:
         print(f"symbatcher: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("symbatcher: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("symbatcher: interrupted", file=sys.stderr)
         return 130

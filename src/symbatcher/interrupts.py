@@ -1,4 +1,4 @@
-"""Holding a Ctrl-C back while a run takes itself apart.
+"""Holding a Ctrl-C back while a run takes itself apart; a SIGTERM raised like a Ctrl-C.
 
 A KeyboardInterrupt can land between any two bytecodes of the main thread. Most of a run's
 shutdown may be cut short (a second Ctrl-C means "stop now"), but two short steps may not:
@@ -51,3 +51,27 @@ def ctrl_c_held() -> Iterator[None]:
                 previous(signal.SIGINT, held[0])
             else:  # SIG_DFL or SIG_IGN: let the system do what it would have done
                 signal.raise_signal(signal.SIGINT)
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM, raised in the main thread like a Ctrl-C: stop now."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread for the block, where by
+    default it ends the process on the spot (``symbatcher serve``: uvicorn shuts down on
+    it, then sends it again to the handler it found, before the running jobs could be
+    given back to the queue)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -232,39 +232,65 @@ def test_cancel_a_running_job(tmp_path: Path) -> None:
         slow.stop()
 
 
-def test_ctrl_c_says_it_waits_for_the_running_job_and_a_second_one_stops_now(
-    tmp_path: Path,
-) -> None:
-    """The first Ctrl-C starts no new job and waits for the running one (which may take
-    long, so the service says so); a second stops at once, leaving the job claimed, to be
-    resumed from its items once its lease lapses."""
+def _started_with_a_long_job(tmp_path: Path) -> tuple[Service, Path, str, str]:
+    """A service running a 50 s job, with one more job queued behind it."""
     (tmp_path / "data").mkdir()
     log = tmp_path / "service.log"
-    slow = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=30, stderr=log)
-    slow.start()
-    try:
-        with slow.client() as client:
-            job = submit_and_wait(client, 2000, done=4)  # 50 s of work
-            later = client.post("/jobs", json={"expression": "echo", "items": [1]}).json()
-        assert slow.process is not None
-        slow.process.send_signal(signal.SIGINT)
-        expected = f"waiting for 1 running job(s) to finish ({job['id']})"
-        for _ in range(600):  # polled: the log is all there is to watch
-            if expected in log.read_text(encoding="utf-8"):
-                break
-            threading_wait(0.1)
-        assert "Ctrl-C again to stop now" in log.read_text(encoding="utf-8")
-        slow.process.send_signal(signal.SIGINT)
-        slow.process.wait(timeout=30)
-    finally:
-        slow.kill()
+    service = Service(tmp_path / "svc", tmp_path / "data", latency=0.05, lease=30, stderr=log)
+    service.start()
+    with service.client() as client:
+        job = submit_and_wait(client, 2000, done=4)
+        later = client.post("/jobs", json={"expression": "echo", "items": [1]}).json()
+    return service, log, job["id"], later["id"]
+
+
+def _wait_for_line(log: Path, text: str) -> None:
+    for _ in range(600):  # polled: the log is all there is to watch
+        if text in log.read_text(encoding="utf-8"):
+            return
+        threading_wait(0.1)
+    raise AssertionError(f"the service never said {text!r}")
+
+
+def _states(tmp_path: Path, *job_ids: str) -> list[str]:
     queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
     try:
-        stopped, waiting = queue.get(job["id"]), queue.get(later["id"])
+        return [queue.get(job_id).state for job_id in job_ids]
     finally:
         queue.close()
-    assert stopped is not None and stopped.state == "running"  # claimed; its lease will lapse
-    assert waiting is not None and waiting.state == "queued"  # no new job started
+
+
+def test_ctrl_c_waits_for_the_running_job_and_a_second_one_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    """The first Ctrl-C starts no new job and waits for the running one, and says so (the
+    wait may be long); a second stops now: the running job's items in flight finish and
+    it goes back to the queue, to resume from its items."""
+    service, log, job, later = _started_with_a_long_job(tmp_path)
+    try:
+        assert service.process is not None
+        service.process.send_signal(signal.SIGINT)
+        _wait_for_line(log, f"waiting for 1 running job(s) to finish ({job})")
+        service.process.send_signal(signal.SIGINT)
+        service.process.wait(timeout=30)
+    finally:
+        service.kill()
+    assert "stopping now; 1 running job(s) finish their items in flight" in log.read_text()
+    assert _states(tmp_path, job, later) == ["queued", "queued"]
+
+
+def test_sigterm_gives_the_running_job_back_to_the_queue_at_once(tmp_path: Path) -> None:
+    """A container runtime's SIGTERM (its grace period is far shorter than a job) stops
+    now, where it used to end the process before the job was given back."""
+    service, log, job, later = _started_with_a_long_job(tmp_path)
+    try:
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+        service.process.wait(timeout=30)
+    finally:
+        service.kill()
+    assert f"go back to the queue ({job})" in log.read_text(encoding="utf-8")
+    assert _states(tmp_path, job, later) == ["queued", "queued"]
 
 
 def test_a_killed_server_loses_nothing(tmp_path: Path) -> None:

@@ -71,6 +71,19 @@ def test_a_lapsed_lease_lets_another_worker_take_the_job(queue: JobQueue) -> Non
     assert done.progress == {"done": 3}
 
 
+def test_a_released_job_is_queued_again_for_any_worker(queue: JobQueue) -> None:
+    job = queue.submit("x", now=0.0)
+    assert queue.claim("stopping", lease=30, now=1.0) is not None
+    assert not queue.release(job.id, "someone else")  # only its worker gives it back
+    assert queue.release(job.id, "stopping", progress={"done": 2})
+    back = queue.get(job.id)
+    assert (back.state, back.worker, back.lease_until) == ("queued", None, None)
+    assert back.progress == {"done": 2}
+    again = queue.claim("next", lease=30, now=2.0)  # at once, no lease to wait out
+    assert again is not None and again.id == job.id and again.claims == 2
+    assert again.started_at == 1.0
+
+
 def test_cancel_queued_and_running_jobs(queue: JobQueue) -> None:
     waiting = queue.submit("x", now=0.0)
     running = queue.submit("x", now=1.0)

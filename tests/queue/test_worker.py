@@ -115,6 +115,27 @@ def test_cancel_stops_a_running_job_and_keeps_what_finished(
     assert len(done) < len(items)  # and the rest did not start
 
 
+def test_stop_now_gives_the_running_job_back_to_resume_from_its_items(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    Gated.started.clear()
+    Gated.release.clear()
+    items = ["a", "b", "gate", "c", "d"]
+    job = queue.submit("gated", {"items": items, "workers": 1})
+    pool = WorkerPool(queue, tmp_path, size=1, registry=names, lease=30, poll=0.05).start()
+    assert Gated.started.wait(30)
+    pool.workers[0].stop_now()  # no item starts after "gate"
+    Gated.release.set()  # "gate" is in flight: it finishes
+    pool.stop(now=True)
+    back = queue.get(job.id)
+    assert back.state == "queued" and back.worker is None
+    assert succeeded_items(tmp_path / job.id) == [0, 1, 2]
+    ended = JobWorker(queue, tmp_path, registry=names, lease=30).run_one()
+    assert ended is not None and ended.id == job.id and ended.state == "succeeded"
+    assert succeeded_items(tmp_path / job.id) == [0, 1, 2, 3, 4]
+    assert engine.call_count == len(items)  # no item ran twice
+
+
 def test_a_pool_runs_jobs_in_parallel_and_stops(
     queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
 ) -> None:

@@ -4,6 +4,12 @@
 survive the process: start it again on the same directory and queued jobs run, and a job
 that was running when the process died is claimed again once its lease lapses and resumes
 from its items.
+
+Stopping: a Ctrl-C starts no new job and waits for the running ones to end. A second
+Ctrl-C, or a SIGTERM (what a container runtime sends, with a grace period far shorter
+than a job), stops now: the running jobs start no further item, their items in flight
+finish, and they go back to the queue to resume from their items. A third Ctrl-C exits at
+once; those jobs are then claimed again once their lease lapses.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from symbatcher.interrupts import Terminated, sigterm_raises
 from symbatcher.queue.jobs import JobQueue
 from symbatcher.queue.worker import WorkerPool
 
@@ -31,7 +38,7 @@ def serve(
     token: str | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Run until interrupted (Ctrl-C or SIGTERM stop new jobs and wait for running ones)."""
+    """Run until interrupted (see the module's docstring for how it stops)."""
     import uvicorn
 
     from symbatcher.api.app import create_app
@@ -45,17 +52,39 @@ def serve(
     config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
     server = uvicorn.Server(config)
     pool.start()
-    try:
-        server.run()
-    finally:
-        running = pool.running()
-        if running:  # the wait may be long: say what it is for, and how to cut it short
+    with sigterm_raises():
+        try:
+            server.run()
+        except BaseException as exc:
+            _stop(pool, now=isinstance(exc, Terminated))
+            raise
+        _stop(pool, now=False)
+    queue.close()
+
+
+def _stop(pool: WorkerPool, now: bool) -> None:
+    """Wait for the running jobs to end, or (``now``, or on a second Ctrl-C) halt them and
+    give them back to the queue. Either wait may be long: say what it is for."""
+    if not now:
+        if running := pool.running():
             logger.warning(
                 "symbatcher serve: stopping; waiting for %d running job(s) to finish (%s). "
-                "Ctrl-C again to stop now: they resume from their items once their lease "
-                "lapses after the service starts again.",
+                "Ctrl-C again to stop now: they go back to the queue and resume from their "
+                "items when the service starts again.",
                 len(running),
                 ", ".join(job.id for job in running),
             )
-        pool.stop()
-        queue.close()
+        try:
+            pool.stop()
+            return
+        except KeyboardInterrupt:  # a second Ctrl-C, or a SIGTERM
+            pass
+    if running := pool.running():
+        logger.warning(
+            "symbatcher serve: stopping now; %d running job(s) finish their items in flight "
+            "and go back to the queue (%s). Ctrl-C again to exit at once: they are then "
+            "claimed again once their lease lapses.",
+            len(running),
+            ", ".join(job.id for job in running),
+        )
+    pool.stop(now=True)

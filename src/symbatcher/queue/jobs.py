@@ -1,6 +1,7 @@
 """Jobs in SQLite (WAL): submitted, claimed under a lease, kept alive by heartbeats, ended.
 
-Lifecycle: ``queued -> running -> succeeded | failed | cancelled``. A worker claims a job
+Lifecycle: ``queued -> running -> succeeded | failed | cancelled``, and ``running ->
+queued`` when the worker's service stops before the job's end (``release``). A worker claims a job
 atomically (one ``BEGIN IMMEDIATE`` transaction: the oldest job of the highest priority
 that is queued, or running under a lease that expired because its worker died) and must
 renew the lease before it runs out; a job whose lease lapsed is claimed again, and its
@@ -234,6 +235,23 @@ class JobQueue:
                 (now + lease, figures, job_id, worker),
             ).rowcount
         return self.get(job_id) if changed else None
+
+    def release(
+        self,
+        job_id: str,
+        worker: str,
+        progress: dict[str, Any] | None = None,
+    ) -> bool:
+        """Put a running job back in the queue (its service stops): claimed again at once,
+        by any worker, it resumes from its items. False if it was not this worker's."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL, "
+                "progress = COALESCE(?, progress) "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
+                (json.dumps(progress) if progress is not None else None, job_id, worker),
+            ).rowcount
+        return bool(changed)
 
     def finish(
         self,

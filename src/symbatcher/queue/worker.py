@@ -27,6 +27,7 @@ from symbatcher.queue.registry import registry as default_registry
 
 logger = logging.getLogger("symbatcher")
 HEARTBEAT_MAX = 1.0  # seconds between beats, whatever the lease
+STOPPING = "the service is stopping"
 
 
 class _Control(Hook):
@@ -72,11 +73,22 @@ class JobWorker:
         self.lease = lease
         self.poll = poll
         self._stopping = threading.Event()
+        self._halting = False  # stop now: halt the running job and give it back to the queue
+        self._control: _Control | None = None  # the running job's
         self.job: Job | None = None  # the job it runs now
         self.halted = threading.Event()  # set when the heartbeat halts a run (cancel, ...)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def stop_now(self) -> None:
+        """Stop, and halt the running job: its items in flight finish, no other starts, and
+        the job goes back to the queue (to resume from its items) instead of ending."""
+        self._halting = True
+        self._stopping.set()
+        control = self._control
+        if control is not None:
+            control.halt(STOPPING, "cancelled")
 
     def serve(self) -> None:
         """Run jobs until :meth:`stop`."""
@@ -97,7 +109,10 @@ class JobWorker:
             state, error, progress = "failed", f"{type(exc).__name__}: {exc}", None
         finally:
             self.job = None
-        self.queue.finish(job.id, self.name, state, error=error, progress=progress)
+        if state == "queued":
+            self.queue.release(job.id, self.name, progress=progress)
+        else:
+            self.queue.finish(job.id, self.name, state, error=error, progress=progress)
         return self.queue.get(job.id)
 
     def _run(self, job: Job) -> tuple[JobState, str | None, dict[str, Any] | None]:
@@ -118,7 +133,9 @@ class JobWorker:
         def on_progress(event: ProgressEvent) -> None:
             latest.update(_figures(event))
 
-        control = _Control()
+        control = self._control = _Control()
+        if self._halting:  # stop_now() came before the control was there to halt
+            control.halt(STOPPING, "cancelled")
         hooks: list[Any] = [Checkpoint(self.root / job.id), Cost(), control]
         if settings.get("max_cost") is not None:
             hooks.append(Budget(float(settings["max_cost"])))
@@ -152,12 +169,15 @@ class JobWorker:
                 for _ in stream:
                     pass
         finally:
+            self._control = None
             done.set()
             beat.join()
         stats = stream.stats
         figures = dict(latest)  # the last progress event, sent at the end of the run
         if reason:
             return ("cancelled" if reason[0] == "cancelled" else "failed"), reason[0], figures
+        if self._halting:  # given back; if it had just finished, its next claim says so
+            return "queued", None, figures
         if stats.status == "budget_reached":
             return "failed", "budget reached; the rest of the items are pending", figures
         if stats.failed:
@@ -202,22 +222,49 @@ class WorkerPool:
             raise ValueError(f"a pool needs at least one worker, got {size!r}")
         self.workers = [JobWorker(queue, root, **options) for _ in range(size)]
         self._threads: list[threading.Thread] = []
+        self._live = 0  # workers still serving
+        self._live_lock = threading.Lock()
+        self._all_left = threading.Event()
+        self._all_left.set()  # none started
 
     def start(self) -> WorkerPool:
+        self._live = len(self.workers)
+        self._all_left.clear()
         for worker in self.workers:
-            thread = threading.Thread(target=worker.serve, name=f"symbatcher-{worker.name}")
+            # daemon: a process told to exit at once (a third Ctrl-C) must not wait for
+            # them at interpreter exit; stop() is what waits
+            thread = threading.Thread(
+                target=self._serve, args=(worker,), name=f"symbatcher-{worker.name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self
+
+    def _serve(self, worker: JobWorker) -> None:
+        try:
+            worker.serve()
+        finally:
+            with self._live_lock:
+                self._live -= 1
+                if not self._live:
+                    self._all_left.set()
 
     def running(self) -> list[Job]:
         """The jobs its workers run now."""
         return [job for worker in self.workers if (job := worker.job) is not None]
 
-    def stop(self) -> None:
-        """Ask every worker to stop after its current job, and wait for them."""
+    def stop(self, now: bool = False) -> None:
+        """Ask every worker to stop after its current job (``now``: to halt it and give it
+        back to the queue once its items in flight are done), and wait for them."""
         for worker in self.workers:
-            worker.stop()
+            if now:
+                worker.stop_now()
+            else:
+                worker.stop()
+        # an event, not Thread.join: on Python 3.11 a join cut short by Ctrl-C marks the
+        # thread stopped while it runs (CPython gh-90882), and stop(now=True) after it
+        # would not wait at all
+        self._all_left.wait()
         for thread in self._threads:
             thread.join()
         self._threads = []
