@@ -40,7 +40,7 @@ def test_200_workers_random_latencies(engine_cls: type[SimulatedEngine], seed: i
     if isinstance(engine, SimulatedBatchEngine):
         assert max(engine.batches) <= 16
         # batching actually happened: calls share batches (1.98-2.12 calls a batch in 8
-        # runs on 3.11 and 3.13; a bound of 2 failed one run in three or so)
+        # runs on 3.11 and 3.13; a bound of 2 failed one of them)
         assert results.stats.mean_batch_size > 1.5
     assert results.stats.batches == len(engine.batches) or not isinstance(
         engine, SimulatedBatchEngine
