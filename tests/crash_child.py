@@ -1,7 +1,8 @@
 """A run that a crash test kills part-way: ``python -m tests.crash_child RUN_DIR LOG N [MODE K]``.
 
 MODE ``commit`` kills the process inside its K-th state commit (rows written, not
-committed); ``external`` prints ``done <n>`` lines so the test can SIGKILL it from outside.
+committed); ``external`` prints ``done <n>`` lines so the test can SIGKILL it from outside;
+``cli`` runs the items with ``symbatcher run`` instead of BatchManager (exit code as its).
 Every engine call is appended to LOG as ``<pid> <item>`` before it is answered, so the test
 can count what each process paid for.
 """
@@ -16,6 +17,7 @@ import threading
 from typing import Any
 
 from symbatcher import BatchManager
+from symbatcher.cli import main as cli_main
 from symbatcher.hooks.progress import ProgressEvent
 from symbatcher.store.sqlite import SQLiteStore
 from symbatcher.testing import SimulatedEngine, use_engine
@@ -60,6 +62,13 @@ def main() -> None:
 
     # slower calls when killed from outside, so the kill lands while items are in flight
     latency = (0.01, 0.03) if mode == "external" else (0.001, 0.004)
+    if mode == "cli":
+        data = os.path.join(os.path.dirname(run_dir), "items.jsonl")
+        with open(data, "w", encoding="utf-8") as items:
+            items.writelines(f'"item{i}"\n' for i in range(count))
+        argv = ["run", "tests.expressions:TestExpression", data, "--run-dir", run_dir]
+        with use_engine(LoggingEngine(log, (0.05, 0.1))):
+            sys.exit(cli_main([*argv, "--workers", "8", "--progress", "off"]))
     with use_engine(LoggingEngine(log, latency)):
         manager = BatchManager(
             TestExpression,

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -75,6 +76,24 @@ def _check_resume(run_dir: Path, log: Path, killed: subprocess.Popen[str]) -> No
     in_flight = 2 * WORKERS
     assert sum(first.values()) - len(done_at_kill) <= in_flight
     assert sum(first.values()) + sum(second.values()) <= N + in_flight
+
+
+def test_sigterm_stops_a_cli_run_with_every_paid_call_recorded(tmp_path: Path) -> None:
+    """A container being stopped sends SIGTERM: the run stops like on a Ctrl-C, its calls in
+    flight finish and their items are recorded (by default the process would die on the
+    spot, those answers paid for and lost), and it exits 143."""
+    run_dir, log = tmp_path / "run", tmp_path / "calls.log"
+    child = _child(run_dir, log, "cli")
+    for _ in range(600):  # polled: the call log is all there is to watch
+        if log.exists() and len(log.read_text().splitlines()) >= 20:
+            break
+        threading.Event().wait(0.05)
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=60)
+    assert child.returncode == 143
+    paid = set().union(*(set(counter) for counter in _calls(log).values()))
+    assert 20 <= len(paid) < N  # stopped part-way
+    assert _succeeded(run_dir) == paid  # every call paid for has its item recorded
 
 
 @pytest.mark.parametrize("commit", [1, 3, 17])

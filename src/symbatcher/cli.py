@@ -18,7 +18,7 @@ from symbatcher.cli_batch import (
     status_command,
 )
 from symbatcher.errors import SymbatcherError
-from symbatcher.interrupts import Terminated
+from symbatcher.interrupts import Terminated, sigterm_raises
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}, answers echo the prompt; "
@@ -92,18 +92,21 @@ def _seconds(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {
+        "demo": _demo,
+        "run": run_command,
+        "retry": retry_command,
+        "status": status_command,
+        "export": export_command,
+        "config-schema": config_schema_command,
+        "serve": serve_command,
+    }
     try:
-        if args.command == "demo":
-            return _demo(args)
-        commands = {
-            "run": run_command,
-            "retry": retry_command,
-            "status": status_command,
-            "export": export_command,
-            "config-schema": config_schema_command,
-            "serve": serve_command,
-        }
-        return commands[args.command](args)
+        # a SIGTERM (a container being stopped) stops a run like a Ctrl-C: the calls in
+        # flight finish and are recorded, where the default would end the process on the
+        # spot, their answers paid for and lost
+        with sigterm_raises():
+            return commands[args.command](args)
     except SymbatcherError as exc:
         print(f"symbatcher: {exc}", file=sys.stderr)
         return 2
