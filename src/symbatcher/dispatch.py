@@ -222,15 +222,18 @@ class Dispatcher:
         self._apply(self._op_enqueue, call, call)
         if call.role < _EXECUTE:
             self._await_release(call)
+        # Taken off the call: call -> batch -> calls -> call is a reference cycle, which
+        # only the cyclic GC would free, and its collections stall every worker.
+        batch, call.batch = call.batch, None
         if call.role == _EXECUTE:
-            assert call.batch is not None
+            assert batch is not None
             try:
                 return call.executor.call_one(argument)
             finally:
-                self._apply(self._op_member_done, call.batch)
+                self._apply(self._op_member_done, batch)
         if call.role == _LEAD:
-            assert call.batch is not None
-            self._lead(call.batch)
+            assert batch is not None
+            self._lead(batch)
         assert call.outcome is not None
         return _answer(call.outcome)
 
