@@ -17,6 +17,7 @@ from symbatcher.cli_batch import (
     serve_command,
     status_command,
 )
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 from symbatcher.interrupts import Terminated, sigterm_raises
 
@@ -56,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--linger",
         type=_seconds,
-        default=0.005,
-        help="seconds a call may wait for its batch to fill (default 0.005)",
+        default=DEFAULT_LINGER,
+        help=f"seconds a call may wait for its batch to fill (default {DEFAULT_LINGER})",
     )
     demo.add_argument(
         "--latency", type=_seconds, default=0.05, help="simulated latency in seconds (default 0.05)"

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3, 4
@@ -195,7 +196,7 @@ def _execute(
         hooks=hooks,
         error_handling=command["error_handling"],
         max_inflight_batches=engine.get("max_inflight_batches"),
-        linger=engine.get("linger", 0.005),
+        linger=engine.get("linger", DEFAULT_LINGER),
     )
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 
 
@@ -44,7 +45,7 @@ class EngineSettings(BaseModel):
         "batches fill (for a list-taking engine that serves only so many at once)",
     )
     linger: NonNegativeFloat = Field(
-        default=0.005,
+        default=DEFAULT_LINGER,
         description="seconds a call may wait for its batch to fill (under "
         "max_inflight_batches, longer fills batches further)",
     )

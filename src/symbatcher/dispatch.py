@@ -50,6 +50,11 @@ from symbatcher.executors import Answer, Executor, Outcome, exception_for_member
 # never changes again.
 _WAIT, _SENT, _EXECUTE, _LEAD, _DONE = range(5)
 
+#: seconds a call may wait for its batch to fill, and (uncapped) the largest share of the
+#: engine's observed latency it may wait: the linger's cost in a latency-bound run
+DEFAULT_LINGER = 0.005
+DEFAULT_LINGER_FRACTION = 0.002
+
 
 class _Signal:
     """A one-slot wake-up for one sleeping thread: a raw lock held while nothing is pending.
@@ -153,9 +158,9 @@ class Dispatcher:
     def __init__(
         self,
         batch_size: int,
-        linger: float = 0.005,
+        linger: float = DEFAULT_LINGER,
         max_inflight_batches: int | None = None,
-        linger_fraction: float | None = 0.01,
+        linger_fraction: float | None = DEFAULT_LINGER_FRACTION,
     ) -> None:
         self.batch_size = batch_size
         self.linger = linger

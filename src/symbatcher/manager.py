@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from symbatcher.checks import positive_int
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.budget import Budget
 from symbatcher.hooks.checkpoint import Checkpoint
@@ -78,7 +79,7 @@ class BatchManager:
         workers_per_job: int = 8,
         batch_size: int = 16,
         max_inflight_batches: int | None = None,
-        linger: float = 0.005,
+        linger: float = DEFAULT_LINGER,
         max_cost: float | None = None,
         prices: Mapping[str, PriceLike] | None = None,
         state_path: str | Path = "symbatcher-run",

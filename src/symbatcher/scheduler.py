@@ -10,6 +10,7 @@ from typing import Any
 
 from symbatcher import engine_lookup, http_clients, templates
 from symbatcher.checks import env_flag, positive_int
+from symbatcher.dispatch import DEFAULT_LINGER, DEFAULT_LINGER_FRACTION
 from symbatcher.errors import DatasetError
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.chain import HookChain
@@ -62,8 +63,8 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         self,
         engines: Iterable[str] | str = ("neurosymbolic",),
         *,
-        linger: float = 0.005,
-        linger_fraction: float | None = 0.01,
+        linger: float = DEFAULT_LINGER,
+        linger_fraction: float | None = DEFAULT_LINGER_FRACTION,
         max_inflight_batches: int | None = None,
         window: int | None = None,
         error_handling: ErrorHandling = "continue",

@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
@@ -40,7 +41,10 @@ class JobSettings(BaseModel):
         default=None, ge=1, le=1024, description="batches out at the engine at once"
     )
     linger: float = Field(
-        default=0.005, ge=0, le=60, description="seconds a call may wait for its batch to fill"
+        default=DEFAULT_LINGER,
+        ge=0,
+        le=60,
+        description="seconds a call may wait for its batch to fill",
     )
     max_cost: float | None = Field(default=None, gt=0)
     bind_as: str | None = Field(default=None, alias="as")

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 from symbatcher.queue.jobs import Job, JobQueue, JobState
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
@@ -145,7 +146,7 @@ class JobWorker:
             hooks=hooks,
             error_handling=settings.get("error_handling", "continue"),
             max_inflight_batches=None if inflight is None else int(inflight),
-            linger=float(settings.get("linger", 0.005)),
+            linger=float(settings.get("linger", DEFAULT_LINGER)),
         )
         stream = scheduler._stream(
             bound_expression(target, settings.get("as")),
