@@ -1,8 +1,10 @@
 """A run that a crash test kills part-way: ``python -m tests.crash_child RUN_DIR LOG N [MODE K]``.
 
 MODE ``commit`` kills the process inside its K-th state commit (rows written, not
-committed); ``external`` prints ``done <n>`` lines so the test can SIGKILL it from outside;
-``cli`` runs the items with ``symbatcher run`` instead of BatchManager (exit code as its).
+committed); ``items`` inside the first commit whose rows bring the succeeded items to K
+(a kill part-way however the writer groups its commits); ``external`` prints ``done <n>``
+lines so the test can SIGKILL it from outside; ``cli`` runs the items with ``symbatcher
+run`` instead of BatchManager (exit code as its).
 Every engine call is appended to LOG as ``<pid> <item>`` before it is answered, so the test
 can count what each process paid for.
 """
@@ -40,13 +42,18 @@ def main() -> None:
     run_dir, log, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     mode = sys.argv[4] if len(sys.argv) > 4 else ""
     kill_at = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-    if mode == "commit":
+    if mode in ("commit", "items"):
         commits = [0]
         original = SQLiteStore._commit
 
         def commit(self: SQLiteStore, conn: sqlite3.Connection) -> None:
             commits[0] += 1
-            if commits[0] == kill_at:
+            if mode == "commit":
+                reached = commits[0] == kill_at
+            else:  # the connection sees its own rows, written and not yet committed
+                sql = "SELECT COUNT(*) FROM items WHERE status = 'succeeded'"
+                reached = conn.execute(sql).fetchone()[0] >= kill_at
+            if reached:
                 os.kill(os.getpid(), signal.SIGKILL)  # mid-commit: rows written, not committed
             original(self, conn)
 
