@@ -6,7 +6,7 @@ import gc
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -521,6 +521,17 @@ def test_churn_of_many_workers_strands_no_call(plain: bool, cap: int | None, see
     assert set(threading.enumerate()) == before
 
 
+def left_in_cycles(run: Callable[[], None]) -> int:
+    """How many objects ``run`` left that only the cyclic GC frees."""
+    gc.collect()
+    gc.disable()
+    try:
+        run()
+        return gc.collect()
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize(
     ("plain", "cap"), [(False, None), (False, 1), (True, 1)], ids=["list", "list-capped", "plain"]
 )
@@ -531,15 +542,59 @@ def test_calls_leave_no_reference_cycles(plain: bool, cap: int | None) -> None:
     dispatcher = Dispatcher(batch_size=2, linger=0, max_inflight_batches=cap)
     engine = EchoPlainEngine() if plain else GatedListEngine()
     calls = 300
-    dispatcher.worker_busy()
-    gc.collect()
-    gc.disable()
-    try:
+
+    def run() -> None:
         for number in range(calls):
             assert dispatcher.submit("e", engine, number)[0] == [f"ans({number})"]
-        in_cycles = gc.collect()
-    finally:
-        gc.enable()
+
+    dispatcher.worker_busy()
+    in_cycles = left_in_cycles(run)
     dispatcher.worker_idle()
+    assert dispatcher.batches == calls  # batches of one, each a full trip through the queue
+    assert in_cycles < calls // 10
+
+
+class FailingListEngine:
+    """A list-taking executor whose batches fail: as a whole (it raises) or per member."""
+
+    caller_runs = False
+
+    def __init__(self, whole: bool) -> None:
+        self.whole = whole
+
+    def call_one(self, argument: Any) -> Answer:
+        raise AssertionError("dispatch must use call_batch")
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        if self.whole:
+            raise RuntimeError(f"a batch of {len(arguments)} failed")
+        return [ValueError(f"no answer for {argument}") for argument in arguments]
+
+
+@pytest.mark.parametrize(
+    ("whole", "cap"),
+    [(True, None), (True, 1), (False, None)],
+    ids=["batch-error", "batch-error-capped", "member-error"],
+)
+def test_failed_calls_leave_no_reference_cycles(whole: bool, cap: int | None) -> None:
+    """An error raised in a worker carries a traceback, whose frames keep their callers:
+    any of those frames still holding the error makes a cycle, one per failed call of a run
+    against a failing provider, each left to the cyclic GC and its stalls."""
+    dispatcher = Dispatcher(batch_size=2, linger=0, max_inflight_batches=cap)
+    engine = FailingListEngine(whole)
+    calls = 300
+    raised: list[type[BaseException]] = []
+
+    def run() -> None:
+        for number in range(calls):
+            try:
+                dispatcher.submit("e", engine, number)
+            except (RuntimeError, ValueError) as exc:
+                raised.append(type(exc))
+
+    dispatcher.worker_busy()
+    in_cycles = left_in_cycles(run)
+    dispatcher.worker_idle()
+    assert raised == [RuntimeError if whole else ValueError] * calls
     assert dispatcher.batches == calls  # batches of one, each a full trip through the queue
     assert in_cycles < calls // 10

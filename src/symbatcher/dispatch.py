@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from symbatcher.errors import RunCancelledError
-from symbatcher.executors import Answer, Executor, Outcome, exception_for_member
+from symbatcher.executors import Answer, Executor, Outcome, answer_of, exception_for_member
 
 # A call's role: queued; in a batch someone else leads; to run itself (plain engine); to
 # lead its batch (list engine); answered. The last three are final: a role >= _EXECUTE
@@ -116,12 +116,12 @@ class _Call:
         self.role = _DONE
         self.signal.set()
 
-
-def _answer(outcome: Outcome) -> Answer:
-    """A call's answer, or its error raised in the calling worker."""
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    def take_outcome(self) -> Outcome:
+        """The outcome, no longer held by the call: an error raised from it must not be
+        reachable from the raising frames (see ``answer_of``)."""
+        outcome, self.outcome = self.outcome, None
+        assert outcome is not None
+        return outcome
 
 
 class _Lane:
@@ -222,7 +222,7 @@ class Dispatcher:
             self._apply(self._count_batch, 1)
             if executor.caller_runs:
                 return executor.call_one(argument)
-            return _answer(executor.call_batch([argument])[0])
+            return answer_of(executor.call_batch([argument])[0])
         call = _Call(argument, lane_key, executor)
         self._apply(self._op_enqueue, call, call)
         if call.role < _EXECUTE:
@@ -239,8 +239,7 @@ class Dispatcher:
         if call.role == _LEAD:
             assert batch is not None
             self._lead(batch)
-        assert call.outcome is not None
-        return _answer(call.outcome)
+        return answer_of(call.take_outcome())
 
     def _await_release(self, call: _Call) -> None:
         """Sleep until the call is to run, lead, or is answered.
@@ -408,6 +407,9 @@ class Dispatcher:
         for call, outcome in zip(batch.calls, outcomes, strict=True):
             call.outcome = outcome
             call.role = _DONE
+        # An error's traceback reaches this frame (its frames keep their callers), so the
+        # frame must not keep the error: a cycle only the cyclic GC would free.
+        del outcomes, outcome
         if self.max_inflight_batches is None:
             batch.lane.observe(time.monotonic() - batch.sent_at)
         else:

@@ -24,6 +24,21 @@ Answer = tuple[list[Any], dict[str, Any]]
 Outcome = Answer | BaseException
 
 
+def answer_of(outcome: Outcome) -> Answer:
+    """The answer, or the error raised in the calling thread.
+
+    The raising frame must not keep the error: it would sit in the error's own traceback,
+    a reference cycle (error -> traceback -> frame -> error) that only the cyclic GC frees,
+    and each collection stalls every worker of a run. ``concurrent.futures`` does the same.
+    """
+    if isinstance(outcome, BaseException):
+        try:
+            raise outcome
+        finally:
+            del outcome
+    return outcome
+
+
 class Executor(Protocol):
     """What dispatch needs to know about an engine."""
 
@@ -81,10 +96,7 @@ class ListExecutor:
         self._handlers = isinstance(engine, Engine)
 
     def call_one(self, argument: Any) -> Answer:
-        outcome = self.call_batch([argument])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return answer_of(self.call_batch([argument])[0])
 
     def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
         """Whole-batch exceptions propagate; the dispatcher hands one to each member."""
