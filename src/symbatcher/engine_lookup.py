@@ -95,9 +95,12 @@ def fast_lookup(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
         if str(DynamicEngine) in _NAMES_OF_SKIPPED:  # a renamed class: symai's test decides
             return original(self)
-        # 2) as symai: the calling thread's frames, innermost first
+        # 2) as symai: the calling thread's frames, innermost first. Not this one (no local
+        # here can be an entered DynamicEngine): on Python < 3.13 reading a frame's
+        # ``f_locals`` caches them on the frame, so this frame would hold itself through
+        # its ``frame`` local, a cycle that kept the whole stack above it for the cyclic GC
         try:
-            frame: types.FrameType | None = sys._getframe()
+            frame: types.FrameType | None = sys._getframe(1)
         except Exception:
             return None
         while frame:
