@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +15,7 @@ from symbatcher import dispatch
 from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import RunCancelledError
 from symbatcher.executors import Answer, Outcome
+from tests.cycles import left_in_cycles
 
 
 class GatedListEngine:
@@ -519,17 +519,6 @@ def test_churn_of_many_workers_strands_no_call(plain: bool, cap: int | None, see
     assert (dispatcher._busy, dispatcher._queued, dispatcher._inflight) == (0, 0, 0)
     assert not dispatcher._ops
     assert set(threading.enumerate()) == before
-
-
-def left_in_cycles(run: Callable[[], None]) -> int:
-    """How many objects ``run`` left that only the cyclic GC frees."""
-    gc.collect()
-    gc.disable()
-    try:
-        run()
-        return gc.collect()
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize(

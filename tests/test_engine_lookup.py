@@ -9,7 +9,6 @@ exception, leaving a replacement someone else made alone.
 from __future__ import annotations
 
 import contextvars
-import gc
 import random
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ from symai.functional import EngineRepository
 from symbatcher import BatchScheduler
 from symbatcher import engine_lookup as lookup
 from symbatcher.testing import SimulatedEngine, use_engine
+from tests.cycles import left_in_cycles
 
 ORIGINAL = EngineRepository.get_dynamic_engine_instance
 FAST = lookup.fast_lookup(ORIGINAL)
@@ -141,15 +141,12 @@ def test_the_walk_leaves_no_reference_cycle() -> None:
     that read its own frame's while holding that frame made a cycle, which held the whole
     stack above it (about 30 objects a query) for the cyclic GC, whose collections stall
     every worker of a run."""
-    gc.collect()
-    gc.disable()
-    try:
+
+    def run() -> None:
         for _ in range(100):
             assert answer_from([[1, "a", None]] * 5, lambda: FAST(REPO)) is None
-        left = gc.collect()
-    finally:
-        gc.enable()
-    assert left < 10
+
+    assert left_in_cycles(run) < 10
 
 
 def test_only_symais_own_method_is_replaced() -> None:
