@@ -211,3 +211,67 @@ def test_workers_left_by_a_second_ctrl_c_send_no_further_calls(
         assert not [t.name for t in workers if t.is_alive()]
         assert engine.call_count == 1  # "step two" never reached the engine
         assert registered() is engine  # the last worker out unbound
+
+
+class _CtrlCAfterBinding:
+    """symai's EngineRepository, with a Ctrl-C landing right after a binding is registered
+    and before the run has recorded it for undoing."""
+
+    def __init__(self, repository: Any) -> None:
+        self._repository = repository
+        self.get = repository.get
+
+    def register(self, name: str, engine: Any, **kwargs: Any) -> None:
+        self._repository.register(name, engine, **kwargs)
+        if isinstance(engine, EngineBinding):
+            signal.raise_signal(signal.SIGINT)  # its handler runs before this returns
+
+    def __call__(self) -> Any:
+        return self._repository()
+
+
+def test_a_ctrl_c_while_the_engines_are_bound_leaves_none_bound(
+    engine: SimulatedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = binding._repository()
+    monkeypatch.setattr(binding, "_repository", lambda: _CtrlCAfterBinding(repository))
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        BatchScheduler()(expr=TestExpression, dataset=["<a>", "<b>"], num_workers=2)
+    assert registered() is engine
+    assert not binding._bound
+    assert not [t.name for t in threading.enumerate() if t not in before]
+    assert engine.call_count == 0
+
+
+def test_a_ctrl_c_while_the_workers_start_leaves_none_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C right after the first worker started, before the run recorded it: the run
+    must still wait for that worker, whose call is out at the engine, before it unbinds
+    (else the worker runs on, unjoined, and its item's next call finds the engine unbound)."""
+    started: list[threading.Thread] = []
+
+    class CtrlCAfterFirstWorker(threading.Thread):
+        def start(self) -> None:
+            super().start()
+            if self.name.endswith("-worker0"):
+                started.append(self)
+                engine.entered.wait(timeout=60)  # its call is out
+                signal.raise_signal(signal.SIGINT)
+
+    cancel = Dispatcher.cancel
+
+    def cancel_then_answer(self: Dispatcher, reason: BaseException | None = None) -> None:
+        cancel(self, reason)
+        engine.release.set()  # the call comes back once the run has told its workers
+
+    monkeypatch.setattr(threading, "Thread", CtrlCAfterFirstWorker)
+    monkeypatch.setattr(Dispatcher, "cancel", cancel_then_answer)
+    with use_engine(_HeldFirstCall()) as engine:
+        with pytest.raises(KeyboardInterrupt):
+            BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=2)
+        assert started
+        assert not [t.name for t in started if t.is_alive()]
+        assert engine.call_count == 1  # "step two" was refused
+        assert registered() is engine
