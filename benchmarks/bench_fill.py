@@ -9,6 +9,11 @@ that serves only so many batches at once (a model on a GPU) or bills per request
 ``ideal items/s`` is the bound the engine and the workers set: ``min(cap x batch,
 workers) / (calls per item x latency)``; ``efficiency`` is measured / ideal. One run per
 row, in one process, in turn: compare rows of one run, not runs.
+
+The second table has an engine that serves only ``--capacity`` batches at once (more wait
+at the engine), run with no cap given: once as if it did not declare it, so the run sends
+batches as they come and they queue there, once declaring it (``max_concurrent_batches``),
+so the run caps itself.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from symbatcher import BatchScheduler
+from symbatcher import BatchScheduler, RunStats
 from symbatcher.demo import ReviewDigest, demo_reviews
 from symbatcher.testing import SimulatedBatchEngine, use_engine
 
@@ -32,6 +37,9 @@ def main() -> None:
     parser.add_argument("--caps", default="none,8,4,2,1", help="max_inflight_batches values")
     parser.add_argument(
         "--lingers", default="0.005", help="linger values, seconds (0.005 is the default)"
+    )
+    parser.add_argument(
+        "--capacity", type=int, default=4, help="batches the engine of the second table serves"
     )
     args = parser.parse_args()
     reviews = list(demo_reviews())
@@ -52,14 +60,7 @@ def main() -> None:
         if cap is None and linger != lingers[0]:
             continue  # uncapped, a call lingers a share of the latency, under a ms here
         engine = SimulatedBatchEngine(latency=args.latency, record_calls=False)
-        with use_engine(engine):
-            cpu = time.process_time()
-            results = BatchScheduler(max_inflight_batches=cap, linger=linger)(
-                expr=ReviewDigest, dataset=items, num_workers=args.workers,
-                batch_size=args.batch_size,
-            )  # fmt: skip
-            cpu = time.process_time() - cpu
-        stats = results.stats
+        stats, cpu = _run(engine, items, args, cap, linger)
         rate = stats.items_per_second
         uncapped = rate if uncapped is None else uncapped
         served = args.workers if cap is None else min(cap * args.batch_size, args.workers)
@@ -70,6 +71,44 @@ def main() -> None:
             f"| {stats.mean_batch_fill:.2f} "
             f"| {stats.batches / stats.items:.2f} | {cpu / stats.engine_calls * 1e6:.0f} |"
         )
+    print()
+    print(f"An engine that serves {args.capacity} batches at once; no max_inflight_batches given")
+    print(
+        "| engine declares it | items/s | ideal items/s | efficiency | batches "
+        "| mean batch fill | most batches sent at once |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    served = min(args.capacity * args.batch_size, args.workers)
+    ideal = served / (CALLS_PER_ITEM * args.latency)
+    for declares in (False, True):
+        engine = SimulatedBatchEngine(
+            latency=args.latency, record_calls=False, capacity=args.capacity
+        )
+        if not declares:
+            engine.max_concurrent_batches = None  # serves as many, says nothing
+        stats, _ = _run(engine, items, args, None, lingers[0])
+        rate = stats.items_per_second
+        print(
+            f"| {'yes' if declares else 'no'} | {rate:.0f} | {ideal:.0f} | {rate / ideal:.2f} "
+            f"| {stats.batches} | {stats.mean_batch_fill:.2f} | {engine.max_concurrency} |"
+        )
+
+
+def _run(
+    engine: SimulatedBatchEngine,
+    items: list[str],
+    args: argparse.Namespace,
+    cap: int | None,
+    linger: float,
+) -> tuple[RunStats, float]:
+    with use_engine(engine):
+        cpu = time.process_time()
+        results = BatchScheduler(max_inflight_batches=cap, linger=linger)(
+            expr=ReviewDigest, dataset=items, num_workers=args.workers,
+            batch_size=args.batch_size,
+        )  # fmt: skip
+        cpu = time.process_time() - cpu
+    return results.stats, cpu
 
 
 if __name__ == "__main__":

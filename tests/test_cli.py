@@ -40,6 +40,23 @@ def test_demo_batches_fill_when_the_engine_takes_one_at_a_time() -> None:
     assert batches <= 20  # 128 calls, 8 a batch: about 16
 
 
+def test_demo_engine_declares_what_it_serves_and_the_run_keeps_to_it() -> None:
+    """The simulator serves --capacity batches at once and says so; no cap is given, the
+    run takes the engine's, and batches fill as under --max-inflight-batches."""
+    done = run_cli(
+        "demo", "--items", "64", "--workers", "16", "--batch-size", "8", "--latency", "0.01",
+        "--capacity", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 batches at once" in done.stderr
+    assert done.stdout.rstrip().endswith("at most 1 at once")
+    batches = int(done.stdout.split(" engine calls in ")[1].split(" batches")[0])
+    assert batches <= 20  # 128 calls, 8 a batch: about 16
+    unlimited = run_cli("demo", "--items", "8", "--latency", "0", "--capacity", "0")
+    assert unlimited.returncode == 0, unlimited.stderr
+    assert "at once" not in unlimited.stdout + unlimited.stderr
+
+
 def test_demo_with_a_progress_line() -> None:
     done = run_cli(
         "demo", "--items", "30", "--latency", "0", "--progress", "on", "--engine", "simulated-plain"
@@ -51,6 +68,8 @@ def test_demo_with_a_progress_line() -> None:
 def test_bad_arguments_exit_with_a_message() -> None:
     done = run_cli("demo", "--workers", "0")
     assert done.returncode == 2 and "must be a positive integer" in done.stderr
+    done = run_cli("demo", "--capacity", "-1")
+    assert done.returncode == 2 and "--capacity: must be an integer >= 0, got -1" in done.stderr
     done = run_cli("demo", "--linger", "-1")
     assert done.returncode == 2 and "--linger: must be >= 0 seconds, got -1" in done.stderr
 

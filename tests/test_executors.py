@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from symbatcher import BatchProtocolError, BatchScheduler, ItemError
-from symbatcher.executors import ListExecutor, PlainExecutor, executor_for, normalize_batch
+from symbatcher.executors import (
+    ListExecutor,
+    PlainExecutor,
+    capacity_of,
+    declared_capacity,
+    executor_for,
+    normalize_batch,
+)
 from symbatcher.testing import LegacyBatchEngine, SimulatedBatchEngine, SimulatedEngine, use_engine
 from tests.expressions import NestedExpression
 
@@ -77,3 +84,74 @@ def test_normalize_batch_accepts_1x_shapes() -> None:
     error = RuntimeError("x")
     out = normalize_batch(object(), [("a", None), (["b"], {"k": 1}), error, (error, {})], 4)
     assert out == [(["a"], {}), (["b"], {"k": 1}), error, error]
+
+
+# ------------------------------------------------- what a list engine serves at once
+def _declaring(value: Any) -> SimulatedBatchEngine:
+    engine = SimulatedBatchEngine()
+    engine.max_concurrent_batches = value
+    return engine
+
+
+def test_a_list_engine_declares_what_it_serves_at_once() -> None:
+    assert declared_capacity(SimulatedBatchEngine(capacity=3)) == 3
+    assert declared_capacity(SimulatedBatchEngine()) is None
+    legacy = LegacyBatchEngine()
+    legacy.max_concurrent_batches = 2  # type: ignore[attr-defined]
+    assert declared_capacity(legacy) == 2
+    plain = SimulatedEngine()
+    plain.max_concurrent_batches = 3  # its batches are only units of a cap: not read
+    assert declared_capacity(plain) is None
+
+
+def test_a_run_over_several_engines_takes_their_sum_or_no_cap() -> None:
+    three, two = SimulatedBatchEngine(capacity=3), SimulatedBatchEngine(capacity=2)
+    assert capacity_of([three, two]) == 5
+    assert capacity_of([three, three]) == 3  # one engine under two names
+    assert capacity_of([three, SimulatedBatchEngine()]) is None
+    assert capacity_of([three, SimulatedEngine()]) is None
+    assert capacity_of([]) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "4"])
+def test_a_bad_declaration_stops_the_run_before_it_starts(value: Any) -> None:
+    engine = _declaring(value)
+    with pytest.raises(BatchProtocolError) as raised:
+        declared_capacity(engine)
+    assert str(raised.value) == (
+        f"SimulatedBatchEngine.max_concurrent_batches must be a positive integer or None, "
+        f"got {value!r}"
+    )
+    with use_engine(engine), pytest.raises(BatchProtocolError, match="max_concurrent_batches"):
+        BatchScheduler()(expr=NestedExpression, dataset=["<a>"], num_workers=2)
+    assert engine.call_count == 0
+
+
+def _run_on(engine: SimulatedBatchEngine, **scheduler: Any) -> Any:
+    data = [f"<c-{i}>" for i in range(96)]
+    with use_engine(engine):
+        results = BatchScheduler(**scheduler)(
+            expr=NestedExpression, dataset=data, num_workers=32, batch_size=4
+        )
+    assert [d in str(r) for d, r in zip(data, results, strict=True)] == [True] * len(data)
+    return results.stats
+
+
+def test_a_run_given_no_cap_sends_no_more_batches_than_the_engine_declares() -> None:
+    declares = SimulatedBatchEngine(latency=(0.005, 0.02), capacity=2)
+    stats = _run_on(declares)
+    assert stats.max_inflight_batches == 2
+    assert 1 <= declares.max_concurrency <= 2
+    # the same engine, silent about it: 32 workers' calls go out 8 batches at a time
+    silent = SimulatedBatchEngine(latency=(0.005, 0.02), capacity=2)
+    silent.max_concurrent_batches = None
+    stats = _run_on(silent)
+    assert stats.max_inflight_batches is None
+    assert silent.max_concurrency > 2
+
+
+def test_a_cap_given_to_the_run_wins_over_the_engines() -> None:
+    engine = SimulatedBatchEngine(latency=(0.005, 0.02), capacity=3)
+    stats = _run_on(engine, max_inflight_batches=1)
+    assert stats.max_inflight_batches == 1
+    assert engine.max_concurrency == 1

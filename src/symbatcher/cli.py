@@ -22,8 +22,8 @@ from symbatcher.errors import SymbatcherError
 from symbatcher.interrupts import Terminated, sigterm_raises
 
 SIMULATOR_NOTE = (
-    "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}, answers echo the prompt; "
-    "no network, no key). Run against your configured provider with --engine symai."
+    "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
+    "the prompt; no network, no key). Run against your configured provider with --engine symai."
 )
 
 
@@ -52,7 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         "--max-inflight-batches",
         type=_positive,
         default=None,
-        help="batches out at the engine at once (default: no cap); a cap makes batches fill",
+        help="batches out at the engine at once (default: what the engine declares it "
+        "serves at once, else no cap); a cap makes batches fill",
+    )
+    demo.add_argument(
+        "--capacity",
+        type=_non_negative,
+        default=4,
+        help="batches the simulated list-taking engine serves at once, as a model on a GPU "
+        "does; it declares it, and the run sends no more (default 4; 0: any number)",
     )
     demo.add_argument(
         "--linger",
@@ -78,6 +86,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -132,8 +147,13 @@ def _demo(args: argparse.Namespace) -> int:
             print("engine: symai's configured 'neurosymbolic' engine", file=sys.stderr)
         else:
             plain = args.engine == "simulated-plain"
-            engine: Any = (SimulatedEngine if plain else SimulatedBatchEngine)(
-                latency=args.latency, record_calls=False
+            capacity = None if plain or not args.capacity else args.capacity
+            engine: Any = (
+                SimulatedEngine(latency=args.latency, record_calls=False)
+                if plain
+                else SimulatedBatchEngine(
+                    latency=args.latency, record_calls=False, capacity=capacity
+                )
             )
             stack.enter_context(use_engine(engine))
             print(
@@ -141,6 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
                     kind="plain" if plain else "list-taking",
                     latency=args.latency,
                     per="per call" if plain else "per batch",
+                    serves=f", {capacity} batches at once" if capacity else "",
                 ),
                 file=sys.stderr,
             )
@@ -173,6 +194,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{stats.wall_time:.2f}s = {stats.items_per_second:.1f} items/s; "
         f"{stats.engine_calls} engine calls in {stats.batches} batches, "
         f"mean batch fill {stats.mean_batch_fill:.0%} of {stats.batch_size}"
+        + (f", at most {stats.max_inflight_batches} at once" if stats.max_inflight_batches else "")
     )
     for error in [o for o in outcomes.values() if isinstance(o, ItemError)][:3]:
         print(f"  {error}", file=sys.stderr)

@@ -16,7 +16,7 @@ class EngineNotAvailableError(SymbatcherError):
 
 
 class BatchProtocolError(SymbatcherError):
-    """A list-taking engine answered a batch with the wrong shape."""
+    """A list-taking engine broke its protocol: a wrong-shaped answer, a bad declaration."""
 
 
 class RunCancelledError(SymbatcherError):

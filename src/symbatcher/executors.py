@@ -60,6 +60,41 @@ def is_list_taking(engine: Any) -> bool:
     )
 
 
+#: The list-taking protocol's optional attribute: how many batches the engine serves at once.
+CAPACITY_ATTRIBUTE = "max_concurrent_batches"
+
+
+def declared_capacity(engine: Any) -> int | None:
+    """How many batches a list-taking engine says it serves at once (None: any number).
+
+    A GPU server or a provider that counts requests serves a few batches at a time; a run
+    that sends more only queues them there, each holding calls that could have filled a
+    batch. A plain engine's batches are only units of an in-flight cap, so it declares none.
+    """
+    if not is_list_taking(engine):
+        return None
+    value = getattr(engine, CAPACITY_ATTRIBUTE, None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = (
+            f"{type(engine).__qualname__}.{CAPACITY_ATTRIBUTE} must be a positive integer "
+            f"or None, got {value!r}"
+        )
+        raise BatchProtocolError(msg)
+    return value
+
+
+def capacity_of(engines: Sequence[Any]) -> int | None:
+    """The in-flight cap a run over these engines takes when none is given: the sum of
+    what they declare, or no cap when any of them declares none (a cap is shared by all
+    of a run's engines and would hold back one that takes any number)."""
+    capacities = [declared_capacity(engine) for engine in {id(e): e for e in engines}.values()]
+    if not capacities or any(c is None for c in capacities):
+        return None
+    return sum(c for c in capacities if c is not None)
+
+
 def executor_for(engine: Any) -> Executor:
     return ListExecutor(engine) if is_list_taking(engine) else PlainExecutor(engine)
 

@@ -54,6 +54,7 @@ class RunStats:
     engine_calls: int = 0
     batches: int = 0
     batch_size: int = 1
+    max_inflight_batches: int | None = None  # the cap the run used (given or the engine's)
     wall_time: float = 0.0
     pending: int = 0  # taken but not started (budget reached)
     restored: int = 0  # outcomes replayed from an earlier run (resume), not run again
@@ -78,7 +79,7 @@ class RunStats:
     def calls_per_second(self) -> float:
         return self.engine_calls / self.wall_time if self.wall_time > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float | int | str]:
+    def as_dict(self) -> dict[str, float | int | str | None]:
         return {
             "status": self.status,
             "items": self.items,
@@ -92,6 +93,7 @@ class RunStats:
             "batches": self.batches,
             "mean_batch_size": round(self.mean_batch_size, 3),
             "mean_batch_fill": round(self.mean_batch_fill, 3),
+            "max_inflight_batches": self.max_inflight_batches,
             "wall_time": round(self.wall_time, 4),
             "items_per_second": round(self.items_per_second, 2),
             "calls_per_second": round(self.calls_per_second, 2),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pytest
 from symai import Symbol
 from symai.functional import EngineRepository
@@ -70,3 +74,47 @@ def test_use_engine_restores_what_was_registered() -> None:
     with use_engine(outer, name="sb-test-name"):
         assert EngineRepository()._engines["sb-test-name"] is outer
     assert "sb-test-name" not in EngineRepository()._engines
+
+
+class _ServingWatch(SimulatedBatchEngine):
+    """Counts the batches inside their latency at once (past the engine's slots)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.serving = 0
+        self.most_serving = 0
+        self._watch = threading.Lock()
+
+    def _wait(self) -> None:
+        with self._watch:
+            self.serving += 1
+            self.most_serving = max(self.most_serving, self.serving)
+        try:
+            super()._wait()
+        finally:
+            with self._watch:
+                self.serving -= 1
+
+
+def test_a_batch_engine_with_a_capacity_serves_that_many_at_once_and_declares_it() -> None:
+    from types import SimpleNamespace
+
+    engine = _ServingWatch(latency=0.03, capacity=1)
+    assert engine.max_concurrent_batches == 1
+    started = time.monotonic()
+    threads = [
+        threading.Thread(
+            target=engine.forward_batch,
+            args=([SimpleNamespace(prop=SimpleNamespace(prepared_input=f"<{i}>"))],),
+        )
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - started >= 3 * 0.03  # one after another
+    assert engine.most_serving == 1 and engine.batches == [1, 1, 1]
+    assert SimulatedBatchEngine().max_concurrent_batches is None
+    with pytest.raises(ValueError, match="capacity must be a positive integer, got 0"):
+        SimulatedBatchEngine(capacity=0)

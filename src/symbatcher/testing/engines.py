@@ -11,9 +11,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from symbatcher.checks import positive_int
 from symbatcher.symai_setup import import_symai
 
 import_symai()
@@ -169,8 +170,15 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
             time.sleep(delay)  # the simulated network round trip
 
     def _maybe_fail(self, prompt: str, number: int) -> None:
+        failure = self._failure(prompt, number)
+        if failure is not None:
+            raise failure
+
+    def _failure(self, prompt: str, number: int) -> SimulatedEngineError | None:
+        """The injected error for this call, if any: built, not raised, so a batch can
+        return it in the call's slot without a traceback that reaches the batch's list."""
         if self.fail_every and number % self.fail_every == 0:
-            raise SimulatedEngineError(
+            return SimulatedEngineError(
                 f"injected failure on call {number} (every {self.fail_every})", self.fail_status
             )
         if _matches(self.fail_on, prompt):
@@ -178,11 +186,12 @@ class SimulatedEngine(Engine):  # type: ignore[misc]
                 with self._lock:
                     seen = self._failures.get(prompt, 0)
                     if seen >= self.fail_times:
-                        return
+                        return None
                     self._failures[prompt] = seen + 1
-            raise SimulatedEngineError(
+            return SimulatedEngineError(
                 f"injected failure on call {number}: prompt matched", self.fail_status
             )
+        return None
 
 
 class SimulatedBatchEngine(SimulatedEngine):
@@ -190,7 +199,11 @@ class SimulatedBatchEngine(SimulatedEngine):
 
     Besides the per-call failures of :class:`SimulatedEngine` (returned in the failing
     call's slot), ``fail_batch_on`` / ``fail_batch_every`` make the whole batch raise.
-    ``batches`` lists the size of every batch received.
+    ``batches`` lists the size of every batch received. ``capacity=k`` models a server that
+    serves k batches at once (a model on a GPU): further batches wait at the engine for a
+    free slot, and the engine declares it (``max_concurrent_batches``), so a run that is
+    given no cap of its own sends no more. ``max_concurrency`` counts the batches sent to
+    it at once, waiting ones included.
     """
 
     def __init__(
@@ -199,11 +212,18 @@ class SimulatedBatchEngine(SimulatedEngine):
         *,
         fail_batch_on: Match = None,
         fail_batch_every: int | None = None,
+        capacity: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(latency, **kwargs)
         self.fail_batch_on = fail_batch_on
         self.fail_batch_every = fail_batch_every
+        if capacity is not None:
+            positive_int("capacity", capacity)
+        self.max_concurrent_batches = capacity
+        self._slots: AbstractContextManager[Any] = (
+            nullcontext() if capacity is None else threading.BoundedSemaphore(capacity)
+        )
 
     def forward_batch(
         self, arguments: Sequence[Any]
@@ -211,21 +231,18 @@ class SimulatedBatchEngine(SimulatedEngine):
         prompts = [prompt_of(a) for a in arguments]
         numbers, batch_number = self._enter(prompts)
         try:
-            self._wait()
+            with self._slots:
+                self._wait()
             if self.fail_batch_every and batch_number % self.fail_batch_every == 0:
                 raise SimulatedEngineError(f"injected failure of batch {batch_number}")
             if any(_matches(self.fail_batch_on, p) for p in prompts):
                 raise SimulatedEngineError(
                     f"injected failure of batch {batch_number}: a prompt matched"
                 )
-            outcomes: list[tuple[list[str], dict[str, Any]] | BaseException] = []
-            for prompt, number in zip(prompts, numbers, strict=True):
-                try:
-                    self._maybe_fail(prompt, number)
-                    outcomes.append(self.answer(prompt))
-                except SimulatedEngineError as exc:
-                    outcomes.append(exc)
-            return outcomes
+            return [
+                failure if (failure := self._failure(prompt, number)) else self.answer(prompt)
+                for prompt, number in zip(prompts, numbers, strict=True)
+            ]
         finally:
             self._leave()
 
