@@ -16,6 +16,7 @@ from symbatcher.testing import (
     SimulatedEngineError,
     use_engine,
 )
+from tests.cycles import left_in_cycles
 
 
 def test_answer_contains_the_prompt_and_usage() -> None:
@@ -118,3 +119,20 @@ def test_a_batch_engine_with_a_capacity_serves_that_many_at_once_and_declares_it
     assert SimulatedBatchEngine().max_concurrent_batches is None
     with pytest.raises(ValueError, match="capacity must be a positive integer, got 0"):
         SimulatedBatchEngine(capacity=0)
+
+
+def test_a_batch_with_failing_calls_leaves_no_reference_cycles() -> None:
+    """A failing call's error is returned in its slot; raised and caught inside the batch,
+    its traceback would keep the batch's frame, and the frame the list holding the error."""
+    from types import SimpleNamespace
+
+    engine = SimulatedBatchEngine(fail_on="<bad>")
+    batch = [SimpleNamespace(prop=SimpleNamespace(prepared_input=p)) for p in ("<ok>", "<bad>")]
+
+    def run() -> None:
+        for _ in range(100):
+            outcomes = engine.forward_batch(batch)
+            assert isinstance(outcomes[1], SimulatedEngineError)
+        del outcomes
+
+    assert left_in_cycles(run) < 10
