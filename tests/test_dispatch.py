@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from symbatcher import dispatch
+from symbatcher.batch_slots import BatchSlots
 from symbatcher.dispatch import Dispatcher
 from symbatcher.errors import RunCancelledError
 from symbatcher.executors import Answer, Outcome
@@ -22,6 +23,7 @@ class GatedListEngine:
     """A list-taking executor whose batches wait for the test to open a gate."""
 
     caller_runs = False
+    slots: BatchSlots | None = None
 
     def __init__(self, gated: bool = False) -> None:
         self.batches: list[list[Any]] = []
@@ -213,6 +215,7 @@ class PlainGates:
     """A plain engine (each call in its caller's thread) whose calls each wait for the test."""
 
     caller_runs = True
+    slots: BatchSlots | None = None
 
     def __init__(self, order: list[Any]) -> None:
         self.order = order
@@ -356,6 +359,7 @@ class EchoPlainEngine:
     """A plain executor: each call runs in its caller's thread."""
 
     caller_runs = True
+    slots: BatchSlots | None = None
 
     def __init__(self) -> None:
         self.threads: list[str] = []
@@ -460,6 +464,7 @@ class RandomLatencyEngine:
 
     def __init__(self, seed: int, caller_runs: bool) -> None:
         self.caller_runs = caller_runs
+        self.slots: BatchSlots | None = None
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
 
@@ -516,7 +521,8 @@ def test_churn_of_many_workers_strands_no_call(plain: bool, cap: int | None, see
     assert wrong == []
     assert dispatcher.engine_calls == workers * calls
     assert dispatcher.max_batch <= 7
-    assert (dispatcher._busy, dispatcher._queued, dispatcher._inflight) == (0, 0, 0)
+    assert (dispatcher._busy, dispatcher._queued) == (0, 0)
+    assert dispatcher._run_slots is None or dispatcher._run_slots.in_use == 0
     assert not dispatcher._ops
     assert set(threading.enumerate()) == before
 
@@ -547,6 +553,7 @@ class FailingListEngine:
     """A list-taking executor whose batches fail: as a whole (it raises) or per member."""
 
     caller_runs = False
+    slots: BatchSlots | None = None
 
     def __init__(self, whole: bool) -> None:
         self.whole = whole
@@ -587,3 +594,61 @@ def test_failed_calls_leave_no_reference_cycles(whole: bool, cap: int | None) ->
     assert raised == [RuntimeError if whole else ValueError] * calls
     assert dispatcher.batches == calls  # batches of one, each a full trip through the queue
     assert in_cycles < calls // 10
+
+
+class CountingSharedEngine(RandomLatencyEngine):
+    """A list-taking engine with slots of its own, counting the batches inside it at once."""
+
+    def __init__(self, seed: int, capacity: int) -> None:
+        super().__init__(seed, caller_runs=False)
+        self.slots = BatchSlots(capacity)
+        self.inside = 0
+        self.most_inside = 0
+
+    def call_batch(self, arguments: Sequence[Any]) -> list[Outcome]:
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return super().call_batch(arguments)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_runs_sharing_an_engines_slots_keep_to_them_and_strand_no_call(seed: int) -> None:
+    """Four runs (dispatchers) of 24 workers each send to one engine that serves 3 batches
+    at once: never more than 3 are inside it, every call gets its own answer, every run
+    finishes (a freed slot reaches the runs that wait for one) and all slots come back."""
+    engine = CountingSharedEngine(seed, capacity=3)
+    dispatchers = [Dispatcher(batch_size=5, linger=0.001) for _ in range(4)]
+    wrong: list[Any] = []
+
+    def worker(dispatcher: Dispatcher, name: str) -> None:
+        dispatcher.worker_busy()
+        try:
+            for call in range(30):
+                argument = f"{name}-{call}"
+                answer = dispatcher.submit("e", engine, argument)
+                if answer != ([f"ans({argument})"], {}):
+                    wrong.append((argument, answer))
+        finally:
+            dispatcher.worker_idle()
+
+    before = set(threading.enumerate())
+    threads = [
+        threading.Thread(target=worker, args=(d, f"r{r}w{w}"))
+        for r, d in enumerate(dispatchers)
+        for w in range(24)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert wrong == []
+    assert [d.engine_calls for d in dispatchers] == [24 * 30] * 4
+    assert 1 <= engine.most_inside <= 3
+    assert engine.slots.in_use == 0
+    assert set(threading.enumerate()) == before

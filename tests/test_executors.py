@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -10,7 +11,6 @@ from symbatcher import BatchProtocolError, BatchScheduler, ItemError
 from symbatcher.executors import (
     ListExecutor,
     PlainExecutor,
-    capacity_of,
     declared_capacity,
     executor_for,
     normalize_batch,
@@ -104,13 +104,13 @@ def test_a_list_engine_declares_what_it_serves_at_once() -> None:
     assert declared_capacity(plain) is None
 
 
-def test_a_run_over_several_engines_takes_their_sum_or_no_cap() -> None:
-    three, two = SimulatedBatchEngine(capacity=3), SimulatedBatchEngine(capacity=2)
-    assert capacity_of([three, two]) == 5
-    assert capacity_of([three, three]) == 3  # one engine under two names
-    assert capacity_of([three, SimulatedBatchEngine()]) is None
-    assert capacity_of([three, SimulatedEngine()]) is None
-    assert capacity_of([]) is None
+def test_the_executor_holds_the_engines_slots() -> None:
+    slots = executor_for(SimulatedBatchEngine(capacity=3)).slots
+    assert slots is not None and slots.capacity == 3 and slots.in_use == 0
+    assert executor_for(SimulatedBatchEngine()).slots is None
+    plain = SimulatedEngine()
+    plain.max_concurrent_batches = 3
+    assert executor_for(plain).slots is None
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.5, "4"])
@@ -128,11 +128,16 @@ def test_a_bad_declaration_stops_the_run_before_it_starts(value: Any) -> None:
 
 
 def _run_on(engine: SimulatedBatchEngine, **scheduler: Any) -> Any:
-    data = [f"<c-{i}>" for i in range(96)]
     with use_engine(engine):
-        results = BatchScheduler(**scheduler)(
-            expr=NestedExpression, dataset=data, num_workers=32, batch_size=4
-        )
+        return _run("c", **scheduler)
+
+
+def _run(tag: str, **scheduler: Any) -> Any:
+    """96 items of two calls on the registered engine, their answers checked."""
+    data = [f"<{tag}-{i}>" for i in range(96)]
+    results = BatchScheduler(**scheduler)(
+        expr=NestedExpression, dataset=data, num_workers=32, batch_size=4
+    )
     assert [d in str(r) for d, r in zip(data, results, strict=True)] == [True] * len(data)
     return results.stats
 
@@ -155,3 +160,28 @@ def test_a_cap_given_to_the_run_wins_over_the_engines() -> None:
     stats = _run_on(engine, max_inflight_batches=1)
     assert stats.max_inflight_batches == 1
     assert engine.max_concurrency == 1
+
+
+def test_runs_at_once_share_what_the_engine_serves() -> None:
+    """The engine's limit holds for the process: three runs sending to it at the same time
+    (as the jobs of `symbatcher serve` do) keep to it together, and each gets its turn."""
+    engine = SimulatedBatchEngine(latency=(0.005, 0.02), capacity=2)
+    figures: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(tag: str) -> None:
+        try:
+            figures[tag] = _run(tag)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with use_engine(engine):
+        threads = [threading.Thread(target=run, args=(tag,)) for tag in "xyz"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert sorted(figures) == ["x", "y", "z"]
+    assert all(stats.engine_calls == 192 and stats.failed == 0 for stats in figures.values())
+    assert 1 <= engine.max_concurrency <= 2

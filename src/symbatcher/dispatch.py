@@ -6,11 +6,13 @@ only adds latency), or when its oldest call has lingered. A call lingers at most
 seconds and at most ``linger_fraction`` of the engine's observed latency (an EWMA over
 finished batches): while a run is latency-bound every ms a call waits is a ms of throughput
 lost, so the wait is kept to a small share of what the engine costs anyway. Calls to a
-plain engine are not held back at all (see ``_ready_lane``). ``max_inflight_batches`` caps
-the batches out at the engine; a finished batch lets the next one go. Under a cap the trade
-turns: a batch holds one of few slots for a whole round trip, so a call lingers the full
-``linger`` (no share of the latency), and a call that lingered out while the cap held it
-back lingers once more when a slot comes free, for the calls that are about to follow.
+plain engine are not held back at all (see ``_ready``). A cap on the batches out at once
+comes from the run (``max_inflight_batches``, for all its engines) or else from a
+list-taking engine that declares what it serves at once (its slots are shared by every run
+sending to it, see ``batch_slots.py``); a finished batch lets the next one go. Under a cap
+the trade turns: a batch holds one of few slots for a whole round trip, so a call lingers
+the full ``linger`` (no share of the latency), and a call that lingered out while the cap
+held it back lingers once more when a slot comes free, for the calls about to follow.
 
 Nothing polls and no thread of its own runs here: each caller sleeps on its own signal.
 The call at the head of a lane sleeps with its linger deadline as the timeout, and when it
@@ -42,6 +44,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from symbatcher.batch_slots import BatchSlots
 from symbatcher.errors import RunCancelledError
 from symbatcher.executors import Answer, Executor, Outcome, answer_of, exception_for_member
 
@@ -125,12 +128,14 @@ class _Call:
 
 
 class _Lane:
-    """The waiting calls for one engine."""
+    """The waiting calls for one engine, and the slots its batches take (the run's own, else
+    the engine's, else none)."""
 
-    __slots__ = ("executor", "latency", "waiting")
+    __slots__ = ("executor", "latency", "slots", "waiting")
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, slots: BatchSlots | None) -> None:
         self.executor = executor
+        self.slots = slots
         self.waiting: deque[_Call] = deque()
         self.latency: float | None = None  # EWMA of batch round trips, seconds
 
@@ -166,13 +171,13 @@ class Dispatcher:
         self.linger = linger
         self.linger_fraction = linger_fraction
         self.max_inflight_batches = max_inflight_batches
+        self._run_slots = None if max_inflight_batches is None else BatchSlots(max_inflight_batches)
         self._lock = allocate_lock()  # taken only without waiting; see the module docstring
         self._ops: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._mine: _Call | None = None  # the call of the thread running operations
         self._lanes: dict[str, _Lane] = {}
         self._busy = 0  # workers running an item
         self._queued = 0  # of those, workers whose call waits in a lane
-        self._inflight = 0
         self._cancelled: BaseException | None = None
         self.engine_calls = 0
         self.batches = 0
@@ -216,7 +221,9 @@ class Dispatcher:
         """Queue one call and block this worker until its answer (or error) is there."""
         if self._cancelled is not None:
             raise RunCancelledError("the run was cancelled") from self._cancelled
-        if self.max_inflight_batches is None and (executor.caller_runs or self.batch_size == 1):
+        if self._run_slots is None and (
+            executor.caller_runs or (self.batch_size == 1 and executor.slots is None)
+        ):
             # no cap, and a plain engine or batches of one: nothing to wait for or hand
             # over, so the caller runs its call itself without the round trips
             self._apply(self._count_batch, 1)
@@ -272,7 +279,8 @@ class Dispatcher:
             return
         lane = self._lanes.get(call.key)
         if lane is None:
-            lane = self._lanes[call.key] = _Lane(call.executor)
+            slots = self._run_slots or call.executor.slots
+            lane = self._lanes[call.key] = _Lane(call.executor, slots)
         call.deadline = time.monotonic() + self._linger_for(lane)
         call.timed = not lane.waiting
         lane.waiting.append(call)
@@ -295,6 +303,14 @@ class Dispatcher:
         if batch.remaining == 0:
             self._batch_done(batch)
 
+    def slot_freed(self) -> None:
+        """A slot this run waits for came free (perhaps from another run's batch)."""
+        self._apply(self._op_slot_freed, None)
+
+    def _op_slot_freed(self, _: None) -> None:
+        self._linger_again()
+        self._release()
+
     def _op_cancel(self, _: None) -> None:
         for lane in self._lanes.values():
             while lane.waiting:
@@ -312,55 +328,43 @@ class Dispatcher:
         """Uncapped, a call waits at most a small share of the engine's latency: the run is
         latency-bound and every ms waited is lost. Under a cap a batch holds one of few
         slots for a whole round trip, so filling it is worth the plain ``linger``."""
-        if (
-            lane.latency is None
-            or self.linger_fraction is None
-            or self.max_inflight_batches is not None
-        ):
+        if lane.latency is None or self.linger_fraction is None or lane.slots is not None:
             return self.linger
         return min(self.linger, self.linger_fraction * lane.latency)
 
     def _release(self) -> None:
-        """Release every batch the rules allow now. Runs under the lock."""
+        """Release every batch the rules and the slots allow now. Runs under the lock."""
         if self._cancelled is not None:
             self._op_cancel(None)  # in case this runs before cancel()'s own operation
             return
-        cap = self.max_inflight_batches
-        while cap is None or self._inflight < cap:
-            lane = self._ready_lane()
-            if lane is None:
-                return
-            count = min(self.batch_size, len(lane.waiting))
-            calls = [lane.waiting.popleft() for _ in range(count)]
-            self._queued -= count
-            self._launch(_Batch(calls, lane))
-            if lane.waiting and not lane.waiting[0].timed:
-                head = lane.waiting[0]
-                head.timed = True
-                head.signal.set()  # the new head times the lane's linger
+        for lane in self._lanes.values():
+            while self._ready(lane):
+                if lane.slots is not None and not lane.slots.try_take(self):
+                    break  # told by slot_freed when one comes free
+                count = min(self.batch_size, len(lane.waiting))
+                calls = [lane.waiting.popleft() for _ in range(count)]
+                self._queued -= count
+                self._launch(_Batch(calls, lane))
+                if lane.waiting and not lane.waiting[0].timed:
+                    head = lane.waiting[0]
+                    head.timed = True
+                    head.signal.set()  # the new head times the lane's linger
 
-    def _ready_lane(self) -> _Lane | None:
-        """A lane whose head may go now, by the release rules.
+    def _ready(self, lane: _Lane) -> bool:
+        """Whether the lane's head may go now, by the release rules.
 
         A plain engine answers each call on its own whatever the batch, so holding its
-        calls back can only add latency: for it a batch is just the unit the in-flight cap
-        admits, and calls go as soon as the cap allows. For a list-taking engine a worker
-        whose call is out in a batch will call again when the batch returns, so "no further
-        call can arrive" means: every busy worker has its call queued.
+        calls back can only add latency: for it a batch is just the unit a cap admits, and
+        calls go as soon as a slot allows. For a list-taking engine a worker whose call is
+        out in a batch will call again when the batch returns, so "no further call can
+        arrive" means: every busy worker has its call queued.
         """
-        everyone_queued = self._queued >= self._busy
-        now = time.monotonic()
-        for lane in self._lanes.values():
-            if not lane.waiting:
-                continue
-            if (
-                lane.executor.caller_runs
-                or len(lane.waiting) >= self.batch_size
-                or everyone_queued
-                or lane.waiting[0].deadline <= now
-            ):
-                return lane
-        return None
+        return bool(lane.waiting) and (
+            lane.executor.caller_runs
+            or len(lane.waiting) >= self.batch_size
+            or self._queued >= self._busy
+            or lane.waiting[0].deadline <= time.monotonic()
+        )
 
     def _count_batch(self, size: int) -> None:
         self.batches += 1
@@ -371,8 +375,6 @@ class Dispatcher:
         """Give the batch's calls their roles and wake whoever must act. A call of the
         thread running this (awake already) leads its batch and is not signalled."""
         mine = self._mine
-        if self.max_inflight_batches is not None:
-            self._inflight += 1  # counted only where a cap reads it
         self._count_batch(len(batch.calls))
         if batch.executor.caller_runs:
             for call in batch.calls:
@@ -410,7 +412,7 @@ class Dispatcher:
         # An error's traceback reaches this frame (its frames keep their callers), so the
         # frame must not keep the error: a cycle only the cyclic GC would free.
         del outcomes, outcome
-        if self.max_inflight_batches is None:
+        if batch.lane.slots is None:
             batch.lane.observe(time.monotonic() - batch.sent_at)
         else:
             self._apply(self._batch_done, batch)
@@ -419,8 +421,10 @@ class Dispatcher:
 
     def _batch_done(self, batch: _Batch) -> None:
         batch.lane.observe(time.monotonic() - batch.sent_at)
-        if self.max_inflight_batches is not None:
-            self._inflight -= 1
+        if batch.lane.slots is not None:
+            # Told first: a run waiting for this engine (this one too, then once more)
+            # looks before this run's own look below takes the slot again.
+            batch.lane.slots.give_back()
             self._linger_again()
             self._release()  # a call held back by the cap may go now (nothing else changed)
 
@@ -433,7 +437,7 @@ class Dispatcher:
         lingering at every freed slot could leave this call behind them for good."""
         now = time.monotonic()
         for lane in self._lanes.values():
-            if not lane.waiting or lane.executor.caller_runs:
+            if not lane.waiting or lane.executor.caller_runs or lane.slots is None:
                 continue
             head = lane.waiting[0]
             if head.deadline <= now and not head.lingered_again:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from symbatcher.batch_slots import BatchSlots
 from symbatcher.errors import BatchProtocolError
 
 Answer = tuple[list[Any], dict[str, Any]]
@@ -44,6 +45,8 @@ class Executor(Protocol):
 
     #: True when each call of a batch runs in its own caller's thread.
     caller_runs: bool
+    #: the engine's own limit on batches out at once, shared by every run in the process
+    slots: BatchSlots | None
 
     def call_one(self, argument: Any) -> Answer:
         """Answer one call; used by callers that run their own call, and outside runs."""
@@ -70,6 +73,7 @@ def declared_capacity(engine: Any) -> int | None:
     A GPU server or a provider that counts requests serves a few batches at a time; a run
     that sends more only queues them there, each holding calls that could have filled a
     batch. A plain engine's batches are only units of an in-flight cap, so it declares none.
+    Read once, when the engine is bound (its executor holds the slots).
     """
     if not is_list_taking(engine):
         return None
@@ -85,22 +89,13 @@ def declared_capacity(engine: Any) -> int | None:
     return value
 
 
-def capacity_of(engines: Sequence[Any]) -> int | None:
-    """The in-flight cap a run over these engines takes when none is given: the sum of
-    what they declare, or no cap when any of them declares none (a cap is shared by all
-    of a run's engines and would hold back one that takes any number)."""
-    capacities = [declared_capacity(engine) for engine in {id(e): e for e in engines}.values()]
-    if not capacities or any(c is None for c in capacities):
-        return None
-    return sum(c for c in capacities if c is not None)
-
-
 def executor_for(engine: Any) -> Executor:
     return ListExecutor(engine) if is_list_taking(engine) else PlainExecutor(engine)
 
 
 class PlainExecutor:
     caller_runs = True
+    slots: BatchSlots | None = None  # its batches are only units of a run's cap
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -126,6 +121,8 @@ class ListExecutor:
         from symai.backend.base import Engine
 
         self.engine = engine
+        capacity = declared_capacity(engine)
+        self.slots: BatchSlots | None = None if capacity is None else BatchSlots(capacity)
         self._native = callable(getattr(engine, "forward_batch", None))
         # symai 2.x engines run input/output handlers in Engine.__call__; we call them here
         self._handlers = isinstance(engine, Engine)

@@ -34,7 +34,6 @@ from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
 from symbatcher.engine_lookup import fast_engine_lookup
 from symbatcher.errors import DatasetError
-from symbatcher.executors import capacity_of
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
@@ -162,6 +161,7 @@ class Run:
         self._linger = linger
         self._linger_fraction = linger_fraction
         self._max_inflight = max_inflight_batches
+        self._cap_shown = max_inflight_batches  # or, when none is given, the engine's
         self._window = threading.Semaphore(window)
         self._source_lock = threading.Lock()
         self._next_index = 0
@@ -206,7 +206,7 @@ class Run:
             engine_calls=d.engine_calls if d else 0,
             batches=d.batches if d else 0,
             batch_size=self._batch_size,
-            max_inflight_batches=self._max_inflight,
+            max_inflight_batches=self._cap_shown,
             wall_time=(end - self._started_at) if self._started_at else 0.0,
         )
 
@@ -253,8 +253,9 @@ class Run:
                 self._context_args.setdefault("model", model)
             if self._setup is not None:
                 stack.callback(self._setup())
-            if self._max_inflight is None:  # the engines know what they serve at once
-                self._max_inflight = capacity_of([b.engine for b in bindings.values()])
+            if self._max_inflight is None:  # shown in the figures: the engine's own cap
+                slots = bindings[self._engines[0]].executor.slots
+                self._cap_shown = None if slots is None else slots.capacity
             self._dispatcher = Dispatcher(
                 self._batch_size,
                 self._linger,
