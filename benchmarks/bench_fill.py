@@ -13,12 +13,14 @@ row, in one process, in turn: compare rows of one run, not runs.
 The second table has an engine that serves only ``--capacity`` batches at once (more wait
 at the engine), run with no cap given: once as if it did not declare it, so the run sends
 batches as they come and they queue there, once declaring it (``max_concurrent_batches``),
-so the run caps itself.
+so the run caps itself; then two runs at once on one engine that declares it, as two
+jobs of a service, sharing its slots.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
 from symbatcher import BatchScheduler, RunStats
@@ -92,6 +94,31 @@ def main() -> None:
             f"| {'yes' if declares else 'no'} | {rate:.0f} | {ideal:.0f} | {rate / ideal:.2f} "
             f"| {stats.batches} | {stats.mean_batch_fill:.2f} | {engine.max_concurrency} |"
         )
+    # Two runs at once, half the items and half the workers each (two jobs of a service):
+    # the engine's slots are shared, so together they still send no more than it serves.
+    engine = SimulatedBatchEngine(latency=args.latency, record_calls=False, capacity=args.capacity)
+    halves = [items[: len(items) // 2], items[len(items) // 2 :]]
+    half = argparse.Namespace(**{**vars(args), "workers": args.workers // 2})
+    figures: list[RunStats] = []
+
+    def one_run(part: list[str]) -> None:
+        figures.append(_schedule(part, half, None, lingers[0]))
+
+    with use_engine(engine):
+        started = time.perf_counter()
+        threads = [threading.Thread(target=one_run, args=(part,)) for part in halves]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+    rate = sum(f.items for f in figures) / wall
+    batches = sum(f.batches for f in figures)
+    fill = sum(f.engine_calls for f in figures) / (batches * args.batch_size)
+    print(
+        f"| yes, 2 runs at once | {rate:.0f} | {ideal:.0f} | {rate / ideal:.2f} | {batches} "
+        f"| {fill:.2f} | {engine.max_concurrency} |"
+    )
 
 
 def _run(
@@ -103,12 +130,18 @@ def _run(
 ) -> tuple[RunStats, float]:
     with use_engine(engine):
         cpu = time.process_time()
-        results = BatchScheduler(max_inflight_batches=cap, linger=linger)(
-            expr=ReviewDigest, dataset=items, num_workers=args.workers,
-            batch_size=args.batch_size,
-        )  # fmt: skip
+        stats = _schedule(items, args, cap, linger)
         cpu = time.process_time() - cpu
-    return results.stats, cpu
+    return stats, cpu
+
+
+def _schedule(
+    items: list[str], args: argparse.Namespace, cap: int | None, linger: float
+) -> RunStats:
+    results = BatchScheduler(max_inflight_batches=cap, linger=linger)(
+        expr=ReviewDigest, dataset=items, num_workers=args.workers, batch_size=args.batch_size
+    )
+    return results.stats
 
 
 if __name__ == "__main__":
