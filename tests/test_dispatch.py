@@ -72,6 +72,15 @@ def run_workers(
     return answers, threads
 
 
+def run_to_the_end(threads: list[threading.Thread]) -> None:
+    """Start the threads and wait for them all to finish (a hang fails, not blocks)."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+
+
 def test_full_batches_go_at_once_without_linger() -> None:
     # a linger of an hour: only the size rule and the all-blocked rule can release
     dispatcher = Dispatcher(batch_size=4, linger=3600, linger_fraction=None)
@@ -512,12 +521,7 @@ def test_churn_of_many_workers_strands_no_call(plain: bool, cap: int | None, see
             dispatcher.worker_idle()
 
     before = set(threading.enumerate())
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-        assert not t.is_alive()
+    run_to_the_end([threading.Thread(target=worker, args=(n,)) for n in range(workers)])
     assert wrong == []
     assert dispatcher.engine_calls == workers * calls
     assert dispatcher.max_batch <= 7
@@ -637,16 +641,13 @@ def test_runs_sharing_an_engines_slots_keep_to_them_and_strand_no_call(seed: int
             dispatcher.worker_idle()
 
     before = set(threading.enumerate())
-    threads = [
-        threading.Thread(target=worker, args=(d, f"r{r}w{w}"))
-        for r, d in enumerate(dispatchers)
-        for w in range(24)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-        assert not t.is_alive()
+    run_to_the_end(
+        [
+            threading.Thread(target=worker, args=(d, f"r{r}w{w}"))
+            for r, d in enumerate(dispatchers)
+            for w in range(24)
+        ]
+    )
     assert wrong == []
     assert [d.engine_calls for d in dispatchers] == [24 * 30] * 4
     assert 1 <= engine.most_inside <= 3
