@@ -38,5 +38,9 @@ def test_stats_figures() -> None:
     assert stats.items_per_second == 5.0 and stats.calls_per_second == 10.0
     assert stats.as_dict()["mean_batch_fill"] == 0.5
     assert "10 items (9 ok, 1 failed)" in stats.summary()
+    assert "(fill 50%)" in stats.summary() and stats.as_dict()["max_inflight_batches"] is None
+    capped = RunStats(engine_calls=20, batches=5, batch_size=8, max_inflight_batches=4)
+    assert "(fill 50%, at most 4 at once)" in capped.summary()
+    assert capped.as_dict()["max_inflight_batches"] == 4
     empty = RunStats()
     assert empty.mean_batch_size == 0.0 and empty.items_per_second == 0.0

@@ -106,13 +106,14 @@ class RunStats:
         if self.pending:
             extra += f", {self.pending} pending"
         cost = f", {self.tokens} tokens, ${self.cost:.4f}" if self.tokens or self.cost else ""
+        cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
         return (
             f"{self.status}: {self.items} items ({self.succeeded} ok, {self.failed} failed"
             f"{extra}) in "
             f"{self.wall_time:.2f}s: {self.items_per_second:.1f} items/s, "
             f"{self.engine_calls} engine calls in {self.batches} batches, "
             f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
-            f"(fill {self.mean_batch_fill:.0%}){cost}"
+            f"(fill {self.mean_batch_fill:.0%}{cap}){cost}"
         )
 
 
