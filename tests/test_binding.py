@@ -166,3 +166,26 @@ def test_engine_replaced_during_run_is_left_alone(engine: SimulatedEngine) -> No
 
     BatchScheduler()(expr=Replace, dataset=["x"], num_workers=1)
     assert registered() is replacement
+
+
+def test_one_engine_under_two_names_keeps_one_set_of_slots() -> None:
+    """Bound under two names, an engine that serves two batches at once must not be sent
+    four: the bindings share its executor (and its slots), while they both stand, and
+    again after one name was let go and bound anew."""
+    from symbatcher.binding import bound_engines
+    from symbatcher.testing import SimulatedBatchEngine
+
+    engine = SimulatedBatchEngine(capacity=2)
+    other = SimulatedBatchEngine(capacity=2)
+    with use_engine(engine), use_engine(engine, "alias"), use_engine(other, "elsewhere"):
+        with bound_engines(("neurosymbolic", "alias", "elsewhere")) as bindings:
+            slots = bindings["neurosymbolic"].executor.slots
+            assert slots is not None and slots.capacity == 2
+            assert bindings["alias"].executor.slots is slots
+            assert bindings["elsewhere"].executor.slots is not slots
+            with bound_engines(("alias",)) as again:
+                assert again["alias"] is bindings["alias"]
+        with bound_engines(("alias",)) as alias_only, bound_engines(("neurosymbolic",)) as later:
+            assert later["neurosymbolic"].executor is alias_only["alias"].executor
+        assert EngineRepository()._engines.get("alias") is engine
+    assert registered() is not engine

@@ -2,9 +2,10 @@
 
 A run given ``max_inflight_batches`` has slots of its own. A list-taking engine that
 declares what it serves at once (``max_concurrent_batches``) has one set of slots for the
-process, held by its executor, so every run that sends to it at the same time (the jobs of
-``symbatcher serve``, a run inside another's expression) shares them: the engine's limit
-holds for the process, not once per run.
+process, held by its executor (one per engine object, whatever names it is bound under),
+so every run that sends to it at the same time (the jobs of ``symbatcher serve``, a run
+inside another's expression) shares them: the engine's limit holds for the process, not
+once per run.
 
 A dispatcher that finds no free slot is put on a waiting list and told when one comes
 free (``slot_freed``): it then looks again, with every other waiting dispatcher, and one of

@@ -83,10 +83,10 @@ class EngineBinding:
 
     _own = frozenset({"_sb_name", "_sb_engine", "_sb_executor"})
 
-    def __init__(self, name: str, engine: Any) -> None:
+    def __init__(self, name: str, engine: Any, executor: Executor | None = None) -> None:
         object.__setattr__(self, "_sb_name", name)
         object.__setattr__(self, "_sb_engine", engine)
-        object.__setattr__(self, "_sb_executor", executor_for(engine))
+        object.__setattr__(self, "_sb_executor", executor or executor_for(engine))
 
     @property
     def engine(self) -> Any:
@@ -147,7 +147,10 @@ def _acquire(name: str) -> EngineBinding:
             _bound[name] = (binding, count + 1)
             return binding
         engine = available_engine(name)
-        binding = EngineBinding(name, engine)
+        # One engine under two names is still one engine: the bindings share its executor,
+        # and with it the slots it declares (else each name would get the full capacity).
+        shared = next((b.executor for b, _ in _bound.values() if b.engine is engine), None)
+        binding = EngineBinding(name, engine, shared)
         repo.register(name, binding, allow_engine_override=True)
         _bound[name] = (binding, 1)
         return binding
