@@ -5,18 +5,23 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import socket
 import sys
 from pathlib import Path
 
 import pytest
+from symai.functional import EngineRepository
 
 from symbatcher.cli import main
 from symbatcher.dispatch import Dispatcher
 from symbatcher.testing import SimulatedEngine
+from symbatcher.testing.server import LocalServer
 
 _names = itertools.count()
 
 PIPELINES = """
+import os
+
 from symai import Expression, Symbol
 
 
@@ -28,6 +33,13 @@ class Echo(Expression):
 class Named(Expression):
     def forward(self, review, **kwargs):
         return Symbol(review["text"]).query("Summarize")
+
+
+class Blocked(Expression):
+    def forward(self, input, **kwargs):
+        if os.path.exists("blocked"):
+            raise RuntimeError("blocked")
+        return Symbol(str(input)).query("Summarize")
 """
 
 
@@ -286,3 +298,59 @@ def test_a_budget_stops_the_run_with_its_own_exit_code(
         assert "pending" in capsys.readouterr().err
         assert main([*args, "--max-cost", "1"]) == 0  # a larger budget finishes the rest
     assert priced.call_count == 40  # nothing paid for twice
+
+
+def test_engine_url_sends_the_calls_to_that_server_and_puts_symai_s_engine_back(
+    pipelines: str, engine: SimulatedEngine, local_server: LocalServer, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(6)])
+    args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--out", "out.jsonl"]
+    assert main(["run", *args, "--engine-url", local_server.url, "--progress", "off"]) == 0
+    rows = lines(tmp_path / "out.jsonl")
+    assert [r["status"] for r in rows] == ["succeeded"] * 6
+    # symai's vLLM engine asked the server, which echoes each item's own prompt
+    assert all(str(r["output"]).startswith("echo:") for r in rows)
+    assert all(f"item-{i}" in str(r["output"]) for i, r in enumerate(rows))
+    assert local_server.stats()["ok"] == 6
+    assert engine.call_count == 0
+    assert EngineRepository.get("neurosymbolic") is engine  # the registered one is back
+
+
+def test_retry_sends_to_the_server_its_run_config_named(
+    pipelines: str, engine: SimulatedEngine, local_server: LocalServer, tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
+    (tmp_path / "run.yaml").write_text(
+        f"expression: {pipelines}:Blocked\nitems: in.jsonl\nrun_dir: run\nretries: 1\n"
+        f"engine:\n  url: {local_server.url}\n  kind: vllm\n  timeout: 5\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "blocked").touch()
+    assert main(["run", "--config", "run.yaml", "--progress", "off"]) == 1
+    assert local_server.stats()["ok"] == 0
+    (tmp_path / "blocked").unlink()
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert local_server.stats()["ok"] == 3
+    assert engine.call_count == 0
+
+
+def test_a_server_that_does_not_answer_is_named_before_anything_runs(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as free:  # a port nobody listens on once it is closed
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    data = write_jsonl(tmp_path / "in.jsonl", ["a"])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--engine-url"]
+    assert main([*run, url]) == 2
+    err = capsys.readouterr().err
+    assert url in err and "GET /v1/models" in err
+    assert main([*run, url, "--engine-kind", "llamacpp"]) == 2
+    assert "GET /props" in capsys.readouterr().err  # what symai's llama.cpp engine asks
+    assert main([*run, "127.0.0.1:8000"]) == 2
+    assert "--engine-url" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["serve", "--dir", "svc", "--engine-url", url]) == 2  # nor does a service start
+    assert url in capsys.readouterr().err
+    assert not (tmp_path / "svc").exists()
+    assert engine.call_count == 0

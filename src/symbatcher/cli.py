@@ -28,7 +28,10 @@ SIMULATOR_NOTE = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symbatcher", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="symbatcher",
+        description="Run a symbolicai Expression over many inputs, its engine calls batched.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",

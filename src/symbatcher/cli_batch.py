@@ -16,6 +16,7 @@ import argparse
 import importlib
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def add_commands(commands: Any) -> None:
         "skip: run the rest, record each bad record as a failed item",
     )
     run.add_argument("--retries", type=int, help="tries per item on transient errors (3)")
+    run.add_argument(
+        "--engine-url",
+        help="send the calls to this OpenAI-compatible server (vLLM, llama.cpp), e.g. "
+        "http://127.0.0.1:8000, with symai's own engine for it; no symai config needed",
+    )
+    run.add_argument(
+        "--engine-kind", choices=("vllm", "llamacpp"), help="the server behind --engine-url (vllm)"
+    )
     run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     run.add_argument(
         "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
@@ -85,6 +94,18 @@ def add_commands(commands: Any) -> None:
     serve.add_argument(
         "--data-dir", action="append", default=[], help="a folder jobs may read files from"
     )
+    serve.add_argument(
+        "--engine-url",
+        type=_server_url,
+        help="jobs send their calls to this OpenAI-compatible server (vLLM, llama.cpp) as "
+        "symai's 'neurosymbolic' engine; no symai config needed",
+    )
+    serve.add_argument(
+        "--engine-kind",
+        choices=("vllm", "llamacpp"),
+        default="vllm",
+        help="the server behind --engine-url (vllm)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -92,6 +113,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _server_url(text: str) -> str:
+    from symbatcher.local import server_address
+
+    try:
+        server_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 # ---------------------------------------------------------------------- pieces
@@ -177,6 +208,19 @@ def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: 
     return hooks
 
 
+def check_engine(engine: dict[str, Any]) -> None:
+    """Fail before a run starts if its engine cannot answer: the server at ``url`` is not
+    up, or symai has no engine under one of ``names``."""
+    from symbatcher.binding import available_engine
+    from symbatcher.local import check_server
+
+    if engine.get("url"):
+        check_server(engine["url"], engine.get("kind") or "vllm")
+        return
+    for name in engine.get("names") or ["neurosymbolic"]:
+        available_engine(name)
+
+
 def _execute(
     run_dir: Path,
     command: dict[str, Any],
@@ -191,8 +235,9 @@ def _execute(
     expr = bound_expression(load_expression(command["expression"]), command.get("as"))
     hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
     engine = command.get("engine") or {}
+    names = engine.get("names") or ["neurosymbolic"]
     scheduler = BatchScheduler(
-        engine.get("names") or ["neurosymbolic"],
+        names,
         hooks=hooks,
         error_handling=command["error_handling"],
         max_inflight_batches=engine.get("max_inflight_batches"),
@@ -201,10 +246,25 @@ def _execute(
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:
         context["total"] = total
-    stream = scheduler._stream(
-        expr, dataset, command["workers"], command["batch_size"], {}, context, indexed=indexed
-    )
-    with stream:
+    with ExitStack() as stack:
+        if engine.get("url"):
+            from symbatcher.local import local_engine, registered
+
+            server = local_engine(
+                engine["url"], engine.get("kind") or "vllm", timeout=engine.get("timeout")
+            )
+            stack.enter_context(registered(server, names))
+        stream = stack.enter_context(
+            scheduler._stream(
+                expr,
+                dataset,
+                command["workers"],
+                command["batch_size"],
+                {},
+                context,
+                indexed=indexed,
+            )
+        )
         for _ in stream:
             pass  # outcomes are in the run's store
     return stream.stats
@@ -247,6 +307,8 @@ def _settings(args: argparse.Namespace) -> Any:
         "retries": args.retries,
     }
     merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    engine = {"url": args.engine_url, "kind": args.engine_kind}
+    merged["engine"] = {**merged["engine"], **{k: v for k, v in engine.items() if v is not None}}
     try:
         settings = RunConfig.model_validate(merged)
     except ValidationError as exc:
@@ -258,14 +320,12 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from symbatcher.binding import available_engine
     from symbatcher.config import items_at
     from symbatcher.data import check, format_of, read, spool_stdin
 
     settings = _settings(args)
     load_expression(settings.expression)  # a typo fails here, before the data is read
-    for name in settings.engine.names:  # a machine with no engine leaves no run directory
-        available_engine(name)
+    check_engine(settings.engine.model_dump())  # no engine: no run directory is left
     run_dir = Path(settings.run_dir or "symbatcher-run")
     run_dir.mkdir(parents=True, exist_ok=True)
     data = Path(settings.items)
@@ -321,15 +381,22 @@ def serve_command(args: argparse.Namespace) -> int:
         ) from None
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
-    serve(
-        args.dir,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        lease=args.lease,
-        imports=args.imports,
-        data_dirs=args.data_dir,
-    )
+    with ExitStack() as stack:
+        if args.engine_url:
+            from symbatcher.local import check_server, local_engine, registered
+
+            check_server(args.engine_url, args.engine_kind)
+            engine = local_engine(args.engine_url, args.engine_kind)
+            stack.enter_context(registered(engine, ["neurosymbolic"]))
+        serve(
+            args.dir,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            lease=args.lease,
+            imports=args.imports,
+            data_dirs=args.data_dir,
+        )
     return EXIT_OK
 
 
@@ -355,6 +422,7 @@ def retry_command(args: argparse.Namespace) -> int:
     if not records:
         print("symbatcher: no failed items", file=sys.stderr)
         return EXIT_OK
+    check_engine(command.get("engine") or {})
     total = store.read_meta().get("total")
     bad = {r.index for r in records if r.error_type == DataFormatError.__qualname__}
     reread = _reread_bad_records(command, bad, total) if bad else {}

@@ -21,10 +21,12 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
 )
 
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
+from symbatcher.local import server_address
 
 
 class ConfigError(SymbatcherError, ValueError):
@@ -32,7 +34,8 @@ class ConfigError(SymbatcherError, ValueError):
 
 
 class EngineSettings(BaseModel):
-    """Limits for the run's engine calls (see ``RateLimit``); all off by default."""
+    """Which engine answers the run's calls, and limits on them (see ``RateLimit``; all off
+    by default)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,6 +55,25 @@ class EngineSettings(BaseModel):
     names: list[str] = Field(
         default_factory=lambda: ["neurosymbolic"], description="EngineRepository names to bind"
     )
+    url: str | None = Field(
+        default=None,
+        description="an OpenAI-compatible server (vLLM, llama.cpp) that answers the run's "
+        "calls, e.g. http://127.0.0.1:8000: symai's own engine of `kind` pointed at it, under "
+        "`names` for the run, instead of the engine symai's config names",
+    )
+    kind: Literal["vllm", "llamacpp"] = Field(
+        default="vllm", description="which of symai's engines talks to `url`"
+    )
+    timeout: PositiveFloat | None = Field(
+        default=None, description="seconds a request to `url` may take (default: symai's)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _a_server_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            server_address(url)  # a ValueError names the URL
+        return url
 
 
 class RunConfig(BaseModel):

@@ -9,18 +9,71 @@ symai's global config is as it was. Register the engine to use it::
     engine = local_engine("http://127.0.0.1:8000", kind="vllm")
     EngineRepository.register("neurosymbolic", engine, allow_engine_override=True)
 
-At construction the vLLM engine asks ``GET /v1/models`` (twice) and llama.cpp ``GET /props``.
+At construction the vLLM engine asks ``GET /v1/models`` (twice) and llama.cpp ``GET /props``;
+the vLLM engine falls back to defaults when that fails, so :func:`check_server` asks first
+(the command line does, so a wrong address is an error before a run starts, not a run of
+connection errors). :func:`registered` puts an engine under symai's names for a block.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from symbatcher.errors import EngineNotAvailableError
 from symbatcher.symai_setup import import_symai
 
 KINDS = ("vllm", "llamacpp")
 _SERVER_KEYS = ("online", "--host", "--port")
+#: what each kind's engine asks at construction: the server must answer it
+_PROBE = {"vllm": "/v1/models", "llamacpp": "/props"}
+
+
+def server_address(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port); anything else is a ValueError naming the URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"expected a URL like http://127.0.0.1:8000, got {url!r}")
+    return parts.hostname, parts.port
+
+
+def check_server(url: str, kind: str = "vllm", *, timeout: float = 5.0) -> None:
+    """Raise :class:`EngineNotAvailableError` unless ``url`` answers what ``kind``'s engine
+    asks at construction."""
+    import httpx
+
+    host, port = server_address(url)
+    probe = f"http://{host}:{port}{_PROBE[kind]}"
+    try:
+        httpx.get(probe, timeout=timeout).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise EngineNotAvailableError(
+            f"the {kind} server at {url} does not answer GET {_PROBE[kind]} "
+            f"({type(exc).__name__}: {exc}); start it, or correct the URL"
+        ) from None
+
+
+@contextmanager
+def registered(engine: Any, names: Sequence[str] = ("neurosymbolic",)) -> Iterator[Any]:
+    """``engine`` under each of ``names`` in symai's EngineRepository for the block; what
+    was there before is back afterwards, also after an exception."""
+    import_symai()
+    from symai.functional import EngineRepository
+
+    engines = EngineRepository()._engines
+    before = {name: (name in engines, engines.get(name)) for name in names}
+    try:
+        for name in names:
+            EngineRepository.register(name, engine, allow_engine_override=True)
+        yield engine
+    finally:
+        for name, (had, previous) in before.items():
+            if had:
+                EngineRepository.register(name, previous, allow_engine_override=True)
+            else:
+                engines.pop(name, None)
 
 
 def local_engine(
@@ -34,15 +87,13 @@ def local_engine(
     """A symai chat engine (``VLLMEngine`` or ``LlamaCppEngine``) that talks to ``url``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise ValueError(f"expected a URL like http://127.0.0.1:8000, got {url!r}")
+    host, port = server_address(url)
     import_symai()
     from symai.backend import settings
 
     config = settings.SYMSERVER_CONFIG
     saved = {key: config[key] for key in _SERVER_KEYS if key in config}
-    config.update({"online": True, "--host": parts.hostname, "--port": parts.port})
+    config.update({"online": True, "--host": host, "--port": port})
     try:
         if kind == "vllm":
             from symai.backend.engines.neurosymbolic.vllm.engine import VLLMEngine

@@ -1,6 +1,9 @@
 """A symbatcher service for the API tests: `echo` registered, a simulated engine.
 
-python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR
+python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL]
+
+With ENGINE_URL it is the ``symbatcher serve`` command instead, sending the calls to the
+server there (its token from ``SYMBATCHER_API_TOKEN``; LATENCY and TOKEN unused).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from symai import Expression, Symbol
 
 from symbatcher.api.serve import serve
+from symbatcher.cli import main
 from symbatcher.queue import register
 from symbatcher.testing import SimulatedEngine, use_engine
 
@@ -23,6 +27,9 @@ class Echo(Expression):  # type: ignore[misc]
 
 if __name__ == "__main__":
     folder, port, latency, lease, token, data_dir = sys.argv[1:7]
+    if len(sys.argv) > 7:
+        serve_args = ["--dir", folder, "--port", port, "--workers", "1", "--lease", lease]
+        sys.exit(main(["serve", *serve_args, "--data-dir", data_dir, "--engine-url", sys.argv[7]]))
     with use_engine(SimulatedEngine(latency=float(latency))):
         serve(
             folder,

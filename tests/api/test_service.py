@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from symbatcher.queue import JobQueue
+from symbatcher.testing.server import LocalServer
 
 CHILD = Path(__file__).with_name("server_child.py")
 TOKEN = "s3cret"
@@ -31,8 +32,10 @@ class Service:
         lease: float,
         token_from_env: bool = False,
         stderr: Path | None = None,
+        engine_url: str | None = None,
     ) -> None:
         self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
+        self.engine_url = engine_url  # then it is `symbatcher serve --engine-url` (see the child)
         self.token_from_env = token_from_env  # SYMBATCHER_API_TOKEN, as `symbatcher serve` reads it
         self.stderr = stderr  # where its stderr goes (default: the test's)
         self.process: subprocess.Popen[bytes] | None = None
@@ -45,6 +48,7 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         token = "" if self.token_from_env else TOKEN
         args = [str(self.folder), str(port), str(self.latency), str(self.lease), token]
+        extra = [self.engine_url] if self.engine_url else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         env.pop("SYMBATCHER_API_TOKEN", None)
         if self.token_from_env:
@@ -52,7 +56,9 @@ class Service:
         with contextlib.ExitStack() as files:
             err = files.enter_context(self.stderr.open("wb")) if self.stderr else None
             self.process = subprocess.Popen(
-                [sys.executable, str(CHILD), *args, str(self.data_dir)], env=env, stderr=err
+                [sys.executable, str(CHILD), *args, str(self.data_dir), *extra],
+                env=env,
+                stderr=err,
             )
         with httpx.Client() as client:  # up when it answers; the process may not be yet
             for _ in range(300):
@@ -160,6 +166,33 @@ def test_the_token_can_come_from_the_environment(tmp_path: Path) -> None:
             assert anonymous.get("/stats", headers=wrong).status_code == 401
         with running.client() as client:
             assert client.get("/stats").status_code == 200
+    finally:
+        running.stop()
+
+
+def test_serve_sends_the_jobs_calls_to_the_server_at_engine_url(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    (tmp_path / "data").mkdir()
+    running = Service(
+        tmp_path / "svc",
+        tmp_path / "data",
+        latency=0.0,
+        lease=1.0,
+        token_from_env=True,
+        engine_url=local_server.url,
+    ).start()
+    try:
+        with running.client() as client:
+            items = [f"item-{i}" for i in range(5)]
+            job = client.post("/jobs", json={"expression": "echo", "items": items}).json()
+            assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+            rows = results(client, job["id"])
+        # symai's vLLM engine in the service asked the server, which echoes each prompt
+        assert [row["index"] for row in rows] == list(range(5))
+        assert all(str(row["output"]).startswith("echo:") for row in rows)
+        assert all(f"item-{row['index']}" in str(row["output"]) for row in rows)
+        assert local_server.stats()["ok"] == 5
     finally:
         running.stop()
 

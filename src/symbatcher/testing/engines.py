@@ -10,17 +10,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from symbatcher.checks import positive_int
+from symbatcher.local import registered
 from symbatcher.symai_setup import import_symai
 
 import_symai()
 
 from symai.backend.base import Engine  # noqa: E402
-from symai.functional import EngineRepository  # noqa: E402
 
 Latency = float | tuple[float, float] | Callable[[random.Random], float]
 Match = str | Callable[[str], bool] | None
@@ -275,17 +275,6 @@ class LegacyBatchEngine:
         return legacy
 
 
-@contextmanager
-def use_engine(engine: Any, name: str = "neurosymbolic") -> Iterator[Any]:
+def use_engine(engine: Any, name: str = "neurosymbolic") -> AbstractContextManager[Any]:
     """Register ``engine`` under ``name`` in symai for the block; put back what was there."""
-    engines = EngineRepository()._engines
-    had = name in engines
-    previous = engines.get(name)
-    EngineRepository.register(name, engine, allow_engine_override=True)
-    try:
-        yield engine
-    finally:
-        if had:
-            EngineRepository.register(name, previous, allow_engine_override=True)
-        else:
-            engines.pop(name, None)
+    return registered(engine, (name,))
