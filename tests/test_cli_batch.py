@@ -354,3 +354,18 @@ def test_a_server_that_does_not_answer_is_named_before_anything_runs(
     assert url in capsys.readouterr().err
     assert not (tmp_path / "svc").exists()
     assert engine.call_count == 0
+
+
+def test_the_summary_names_the_failures_by_error_type(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(5)])
+    (tmp_path / "blocked").touch()
+    run = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "run", "--retries", "1"]
+    assert main([*run, "--progress", "off"]) == 1
+    line = "5 failed with RuntimeError: blocked (items 0, 1, 2 and 2 more)"
+    assert line in capsys.readouterr().err
+    assert main(["status", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "5 items: 0 succeeded, 5 failed, 0 pending" in out and line in out
+    assert "symbatcher export run" in out  # where every error is

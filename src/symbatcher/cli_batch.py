@@ -27,6 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3, 4
 COMMAND_FILE = "command.json"
 STDIN_COPY = "input.jsonl"
 SHOW_BAD = 20
+SHOW_ERROR_TYPES = 5
 
 
 class CommandError(SymbatcherError):
@@ -270,19 +271,28 @@ def _execute(
     return stream.stats
 
 
-def _summary(run_dir: Path) -> tuple[str, int]:
-    from symbatcher.store.snapshot import load_snapshot
+def _summary(run_dir: Path) -> tuple[list[str], int]:
+    """The run's counts, then its failures by error type (largest first, a few examples
+    each): what a user looks at first when a run did not all succeed."""
+    from symbatcher.store.sqlite import SQLiteStore
+    from symbatcher.store.summary import summarize
 
-    snap = load_snapshot(run_dir)
-    items = [item for job in snap["jobs"] for item in job["items"]]
-    counts = {status: 0 for status in ("succeeded", "failed", "pending", "running")}
-    for item in items:
-        counts[item["status"]] = counts.get(item["status"], 0) + 1
-    text = (
-        f"{len(items)} items: {counts['succeeded']} succeeded, {counts['failed']} failed, "
-        f"{counts['pending'] + counts['running']} pending; cost ${snap['total_cost']:.4f}"
-    )
-    return text, counts["failed"]
+    summary = summarize(SQLiteStore(run_dir))
+    lines = [
+        f"{summary.items} items: {summary.succeeded} succeeded, {summary.failed} failed, "
+        f"{summary.pending} pending; cost ${summary.cost:.4f}"
+    ]
+    for group in summary.failures[:SHOW_ERROR_TYPES]:
+        more = group.count - len(group.indices)
+        named = ", ".join(map(str, group.indices)) + (f" and {more:,} more" if more else "")
+        label = "item" if group.count == 1 else "items"
+        message = group.message if len(group.message) <= 160 else group.message[:157] + "..."
+        lines.append(f"  {group.count} failed with {group.error_type}: {message} ({label} {named})")
+    if len(summary.failures) > SHOW_ERROR_TYPES:
+        lines.append(f"  ... and {len(summary.failures) - SHOW_ERROR_TYPES} more error types")
+    if summary.failed:
+        lines.append(f"  (every error: symbatcher export {run_dir})")
+    return lines, summary.failed
 
 
 # -------------------------------------------------------------------- commands
@@ -469,8 +479,8 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(load_snapshot(run_dir), indent=2))
         return EXIT_OK
-    text, _ = _summary(run_dir)
-    print(f"{run_dir}: {text}")
+    lines, _ = _summary(run_dir)
+    print(f"{run_dir}: " + "\n".join(lines))
     return EXIT_OK
 
 
@@ -505,8 +515,8 @@ def _stored_command(run_dir: Path) -> dict[str, Any]:
 
 
 def _finish(run_dir: Path, status: str) -> int:
-    text, failed = _summary(run_dir)
-    print(f"{status}: {text}", file=sys.stderr)
+    lines, failed = _summary(run_dir)
+    print(f"{status}: " + "\n".join(lines), file=sys.stderr)
     if status == "budget_reached":
         return EXIT_BUDGET
     return EXIT_FAILED if failed else EXIT_OK

@@ -32,6 +32,7 @@ from symbatcher.store.base import FAILED, SUCCEEDED, ItemRecord
 from symbatcher.store.codec import loads
 from symbatcher.store.snapshot import snapshot
 from symbatcher.store.sqlite import SQLiteStore
+from symbatcher.store.summary import jobs_done
 
 logger = logging.getLogger("symbatcher")
 
@@ -232,8 +233,8 @@ class BatchManager:
         meta = store.read_meta()
         totals = store.totals()
         total = meta.get("total") if isinstance(meta.get("total"), int) else None
-        view = snapshot(store)
-        jobs_done = sum(job["status"] in (SUCCEEDED, FAILED, "partial") for job in view["jobs"])
+        per_job = meta.get("items_per_job")
+        done = jobs_done(store, per_job if isinstance(per_job, int) else self.items_per_job, total)
         return ManagerStats(
             status=str(meta.get("status", "new")),
             total=total,
@@ -245,7 +246,7 @@ class BatchManager:
             cost=totals.cost,
             max_cost=self.max_cost,
             jobs=None if total is None else -(-total // self.items_per_job),
-            jobs_done=jobs_done,
+            jobs_done=done,
             last_run=self._last,
         )
 

@@ -1,0 +1,76 @@
+"""A run's counts and its failures grouped by error type, read from its store.
+
+For the end of a command-line run and ``symbatcher status``: both must stay cheap on a run of
+millions of items, so this reads the store's totals and streams only the failed rows,
+keeping a few examples per error type (the full snapshot holds a dict per item).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from symbatcher.store.base import FAILED, FINISHED, RunStore
+
+#: failed items named per error type
+EXAMPLES = 3
+
+
+@dataclass
+class FailureGroup:
+    """The failed items of one error type: how many, and the first few of them."""
+
+    error_type: str
+    count: int = 0
+    indices: list[int] = field(default_factory=list)
+    message: str = ""  # the first item's, first line
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    items: int
+    succeeded: int
+    failed: int
+    pending: int  # not finished: never started, or running when the process stopped
+    cost: float
+    failures: list[FailureGroup]  # largest group first
+
+
+def summarize(store: RunStore) -> RunSummary:
+    totals = store.totals()
+    total = store.read_meta().get("total")
+    items = total if isinstance(total, int) and total >= totals.items else totals.items
+    groups: dict[str, FailureGroup] = {}
+    for record in store.items((FAILED,)):
+        kind = record.error_type or "Error"
+        group = groups.setdefault(kind, FailureGroup(kind))
+        group.count += 1
+        if len(group.indices) < EXAMPLES:
+            group.indices.append(record.index)
+        if not group.message:
+            group.message = (record.error_message or "").strip().split("\n", 1)[0]
+    return RunSummary(
+        items=items,
+        succeeded=totals.succeeded,
+        failed=totals.failed,
+        pending=items - totals.finished,
+        cost=totals.cost,
+        failures=sorted(groups.values(), key=lambda g: (-g.count, g.indices[0])),
+    )
+
+
+def jobs_done(store: RunStore, per_job: int, total: int | None) -> int:
+    """How many jobs (items ``[j * per_job, (j + 1) * per_job)``) have every item finished,
+    as the snapshot counts them, holding a count per job rather than a dict per item."""
+    seen: Counter[int] = Counter()
+    finished: Counter[int] = Counter()
+    for record in store.items():
+        job = record.index // per_job
+        seen[job] += 1
+        if record.status in FINISHED:
+            finished[job] += 1
+
+    def size(job: int) -> int:
+        return min(per_job, total - job * per_job) if total is not None else seen[job]
+
+    return sum(count == size(job) for job, count in finished.items())
