@@ -191,13 +191,21 @@ def resume(spec: dict[str, Any]) -> dict[str, Any]:
                     first_call.set()
                 return super().forward(argument)
 
+        from common import peak_rss_mb
+
+        before = peak_rss_mb()  # the dataset and the state written above
         with use_engine(Engine(latency=0.0, record_calls=False)):
             manager = BatchManager(expr, data, state_path=run_dir, retry=None)
             t0 = time.perf_counter()
             stats = manager.run(print_progress=False)
             wall = time.perf_counter() - t0
         assert stats.succeeded == total, stats
-    return {"first_new_item_s": stamp[0] - t0, "wall": wall}
+    return {
+        "first_new_item_s": stamp[0] - t0,
+        "wall": wall,
+        "rss_before_mb": before,
+        "rss_peak_mb": peak_rss_mb(),
+    }
 
 
 def run_in_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +318,9 @@ def main() -> None:
     parser.add_argument(
         "--count-repeat", type=int, default=3, help="counts per mode under valgrind (median)"
     )
+    parser.add_argument(
+        "--resume-only", type=int, metavar="N", help="only the resume: N items, 99%% done"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--resume", help=argparse.SUPPRESS)
     parser.add_argument("--alone", help=argparse.SUPPRESS)
@@ -322,6 +333,9 @@ def main() -> None:
         return
     if args.alone:
         print(json.dumps(hooks_alone(json.loads(args.alone))))
+        return
+    if args.resume_only:
+        report_resume(args.resume_only, args.resume_only * 99 // 100)
         return
     n = 300 if args.quick else args.n
     repeat = 1 if args.quick else args.repeat
@@ -370,10 +384,16 @@ def main() -> None:
         sizes = (50, 150) if args.quick else (100, 400)
         instructions(counted_modes, sizes, plain_cpu[20], 1 if args.quick else args.count_repeat)
     total, done = (10_000, 9_900) if args.quick else (100_000, 99_000)
+    report_resume(total, done)
+
+
+def report_resume(total: int, done: int) -> None:
     got = run_in_subprocess("resume", {"total": total, "done": done})
     print(
         f"\nResume of a {total}-item run with {done} done: first new item after "
-        f"{got['first_new_item_s']:.2f} s (target < 2 s); the run finished in {got['wall']:.2f} s"
+        f"{got['first_new_item_s']:.2f} s (target < 2 s); the run finished in {got['wall']:.2f} s; "
+        f"peak RSS {got['rss_peak_mb']:.0f} MB, {got['rss_before_mb']:.0f} MB of it before the "
+        f"run started (the dataset in memory, the state written)"
     )
 
 

@@ -63,6 +63,42 @@ def test_interrupted_items_run_again(tmp_path: Path, engine: SimulatedEngine) ->
     assert "item4" in again[4]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("retry_failed", [False, True])
+@pytest.mark.parametrize("page", [3, 4096])
+def test_a_resume_reads_the_finished_items_a_page_at_a_time(
+    tmp_path: Path,
+    engine: SimulatedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    page: int,
+    retry_failed: bool,
+) -> None:
+    from symbatcher.hooks import checkpoint
+
+    monkeypatch.setattr(checkpoint._FinishedPages, "PAGE", page)
+    data = [f"item{i}" for i in range(60)]
+    _run(tmp_path / "run", data)
+    running, failed = {2, 3, 4, 17, 18, 40, 59}, {0, 9, 10, 11, 12, 30, 58}
+    with SQLiteStore(tmp_path / "run") as store:  # as if the process died mid-item
+        conn = store._conn
+        assert conn is not None
+        listed = lambda indices: ", ".join(map(str, indices))  # noqa: E731
+        conn.execute(f"UPDATE items SET status = 'running' WHERE idx IN ({listed(running)})")
+        conn.execute(
+            "UPDATE items SET status = 'failed', result = NULL, error_type = 'ValueError', "
+            f"error_message = 'bad' WHERE idx IN ({listed(failed)})"
+        )
+    engine.reset()
+    again = _run(tmp_path / "run", data, retry_failed=retry_failed)
+    rerun = running | failed if retry_failed else running
+    assert sorted(int(c.split("\n")[1][4:]) for c in engine.calls) == sorted(rerun)
+    for i in range(60):
+        if i in failed and not retry_failed:
+            assert isinstance(again[i], ItemError)  # type: ignore[index]
+        else:
+            assert f"\nitem{i}\n" in str(again[i])  # type: ignore[index]
+    assert again.stats.restored == 60 - len(rerun)  # type: ignore[attr-defined]
+
+
 def test_another_dataset_or_expression_is_refused_unless_forced(
     tmp_path: Path, engine: SimulatedEngine
 ) -> None:

@@ -99,6 +99,17 @@ def test_items_filter_by_status_and_start(store: RunStore) -> None:
     assert [r.index for r in store.items(start=4)] == [4, 5]
 
 
+def test_finished_reads_a_page_in_index_order(store: RunStore) -> None:
+    for i in (5, 1, 3, 0, 4):
+        _start(store, i)
+    for i, status in ((0, "succeeded"), (1, "failed"), (3, "succeeded"), (5, "succeeded")):
+        _finish(store, i, status)  # 4 stays running
+    assert list(store.finished()) == [0, 1, 3, 5]
+    assert store.finished(start=1, limit=2) == {1: ("failed", "fp1"), 3: ("succeeded", "fp3")}
+    assert list(store.finished(("succeeded",), start=1)) == [3, 5]
+    assert store.finished(start=6) == {}
+
+
 def test_meta_merges(store: RunStore) -> None:
     assert store.read_meta() == {}
     store.write_meta({"run_id": "a", "total": 3})

@@ -45,6 +45,40 @@ def dataset_fingerprint(dataset: Sequence[Any]) -> str:
     return digest.hexdigest()
 
 
+class _FinishedPages:
+    """The finished items a resumed run skips, read from the store a page at a time.
+
+    ``restore`` asks in dataset order, so one page of ``index -> (status, fingerprint)`` at
+    a time does: a resume of a million finished items held them all in a dict before
+    (about 400 MB). A page read at index i holds rows from i on, which this run has not
+    taken yet, so nothing it finishes meanwhile can show up in it.
+    """
+
+    PAGE = 4096
+
+    def __init__(self, store: RunStore, statuses: tuple[str, ...]) -> None:
+        self._store, self._statuses = store, statuses
+        self._page: dict[int, tuple[str, str]] = {}
+        self._start = self._end = 0  # the page holds every such row in [start, end)
+        self._last_page = False
+        #: the highest finished index, once the last page is read; until then unknown
+        self.last = -1
+        self.known = False
+
+    def get(self, index: int) -> tuple[str, str] | None:
+        if index < self._start or (index >= self._end and not self._last_page):
+            self._read(index)
+        return self._page.get(index)
+
+    def _read(self, start: int) -> None:
+        page = self._store.finished(self._statuses, start, self.PAGE)
+        self._page, self._start = page, start
+        self._last_page = len(page) < self.PAGE
+        self._end = max(page) + 1 if page else start
+        if self._last_page:
+            self.last, self.known = max(page, default=-1), True
+
+
 class Checkpoint(Hook):
     """Keeps the run's state in ``run_dir`` (SQLite, WAL), or in any :class:`RunStore`."""
 
@@ -70,10 +104,9 @@ class Checkpoint(Hook):
         self.retry_failed = retry_failed
         self.force = force
         self.resumed = False
-        self._finished: dict[int, tuple[str, str]] = {}
+        self._finished: _FinishedPages | None = None
         self._verified = False  # the whole dataset matched: no per-item checks needed
         self._replay: Iterator[ItemRecord] | None = None
-        self._last_finished = -1
 
     # ---------------------------------------------------------------- the run
     def on_start(self, run: RunContext) -> None:
@@ -114,11 +147,11 @@ class Checkpoint(Hook):
             meta["total"] = run.total
         self.store.write_meta(meta)
         run.run_id = str(meta["run_id"])
-        self._finished = self.store.finished()
         totals = self.store.totals()
         failed = 0 if self.retry_failed else totals.failed
-        if self.retry_failed:
-            self._finished = {i: e for i, e in self._finished.items() if e[0] == SUCCEEDED}
+        skipped = (SUCCEEDED,) if self.retry_failed else FINISHED
+        restorable = totals.succeeded if self.retry_failed else totals.finished
+        self._finished = _FinishedPages(self.store, skipped) if restorable else None
         run.store = self.store
         run.begin_from(
             succeeded=totals.succeeded,
@@ -128,10 +161,9 @@ class Checkpoint(Hook):
             completion_tokens=totals.completion_tokens,
             items=totals.finished,
         )
-        self._last_finished = max(self._finished, default=-1)
-        run.restorable = bool(self._finished)
-        if run.replay_restored and self._finished:
-            self._replay = self.store.items((SUCCEEDED,) if self.retry_failed else FINISHED)
+        run.restorable = self._finished is not None
+        if run.replay_restored and self._finished is not None:
+            self._replay = self.store.items(skipped)
 
     def _check_same(self, meta: dict[str, Any], run: RunContext, dataset_fp: str | None) -> None:
         if self.force:
@@ -152,8 +184,9 @@ class Checkpoint(Hook):
 
     def restore(self, item: ItemContext) -> Restored | None:
         """Called in dataset order, so stored results are read with one forward cursor."""
-        entry = self._finished.get(item.index)
-        if entry is None:
+        finished = self._finished
+        entry = None if finished is None else finished.get(item.index)
+        if finished is None or entry is None:
             return None
         _, stored_fp = entry
         if self._verified:
@@ -171,7 +204,7 @@ class Checkpoint(Hook):
         replay = self._replay
         if replay is None:
             return Restored(None)
-        if item.index >= self._last_finished:
+        if finished.known and item.index >= finished.last:
             self._replay = None  # the last one: let go of the read snapshot
         outcome = None
         for record in replay:
@@ -232,7 +265,7 @@ class Checkpoint(Hook):
         try:
             self.store.write_meta({"status": run.status, "last_updated": _now()})
         finally:
-            self._replay = None
+            self._replay = self._finished = None
             self.store.close()
 
 

@@ -89,8 +89,12 @@ class RunStore(ABC):
         (with a StoreError if it cannot be)."""
 
     @abstractmethod
-    def finished(self) -> dict[int, tuple[str, str]]:
-        """``index -> (status, fingerprint)`` of every succeeded or failed item."""
+    def finished(
+        self, statuses: tuple[str, ...] = FINISHED, start: int = 0, limit: int | None = None
+    ) -> dict[int, tuple[str, str]]:
+        """``index -> (status, fingerprint)`` of the items with one of ``statuses`` (by
+        default every succeeded or failed one), in index order from ``start``, at most
+        ``limit`` of them."""
 
     @abstractmethod
     def items(

@@ -61,11 +61,16 @@ class MemoryStore(RunStore):
         done.set_result(None)
         return done
 
-    def finished(self) -> dict[int, tuple[str, str]]:
+    def finished(
+        self, statuses: tuple[str, ...] = FINISHED, start: int = 0, limit: int | None = None
+    ) -> dict[int, tuple[str, str]]:
         with self._lock:
-            return {
-                i: (r.status, r.fingerprint) for i, r in self._items.items() if r.status in FINISHED
-            }
+            rows = [
+                (i, (r.status, r.fingerprint))
+                for i, r in sorted(self._items.items())
+                if i >= start and r.status in statuses
+            ]
+        return dict(rows[:limit])
 
     def items(
         self, statuses: tuple[str, ...] | None = None, start: int = 0

@@ -426,11 +426,15 @@ class SQLiteStore(RunStore):
         conn.execute("COMMIT")
 
     # ------------------------------------------------------------------- reads
-    def finished(self) -> dict[int, tuple[str, str]]:
+    def finished(
+        self, statuses: tuple[str, ...] = FINISHED, start: int = 0, limit: int | None = None
+    ) -> dict[int, tuple[str, str]]:
         conn = self._reader()
         try:
             rows = conn.execute(
-                "SELECT idx, status, fingerprint FROM items WHERE status IN (?, ?)", FINISHED
+                "SELECT idx, status, fingerprint FROM items WHERE idx >= ? AND status IN "
+                f"({', '.join('?' for _ in statuses)}) ORDER BY idx LIMIT ?",
+                (start, *statuses, -1 if limit is None else limit),
             ).fetchall()
         finally:
             conn.close()
