@@ -6,22 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from symbatcher.errors import RunLockedError, StoreError
-from symbatcher.store import ItemRecord, MemoryStore, RunStore, SQLiteStore
+from symbatcher.store import ItemRecord, RunStore, SQLiteStore
 from tests import ctrl_c
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    s: RunStore = SQLiteStore(tmp_path / "run") if request.param == "sqlite" else MemoryStore()
-    s.open()
-    yield s
-    s.close()
 
 
 def _start(store: RunStore, index: int) -> None:

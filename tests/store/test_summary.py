@@ -6,7 +6,6 @@ import json
 import random
 import sqlite3
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from symbatcher.store import ItemRecord, MemoryStore, RunStore, SQLiteStore
 from symbatcher.store import sqlite as sqlite_store
 from symbatcher.store.snapshot import snapshot
 from symbatcher.store.summary import EXAMPLES, jobs_done, summarize
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    s: RunStore = SQLiteStore(tmp_path / "run") if request.param == "sqlite" else MemoryStore()
-    s.open()
-    yield s
-    s.close()
 
 
 def _finish(store: RunStore, index: int, error: tuple[str, str] | None = None) -> None:
