@@ -60,23 +60,19 @@ class _FinishedPages:
         self._store, self._statuses = store, statuses
         self._page: dict[int, tuple[str, str]] = {}
         self._start = self._end = 0  # the page holds every such row in [start, end)
-        self._last_page = False
-        #: the highest finished index, once the last page is read; until then unknown
-        self.last = -1
-        self.known = False
+        #: the highest such index, known once the last page is read (-1: none)
+        self.last: int | None = None
 
     def get(self, index: int) -> tuple[str, str] | None:
-        if index < self._start or (index >= self._end and not self._last_page):
+        if index < self._start or (index >= self._end and self.last is None):
             self._read(index)
         return self._page.get(index)
 
     def _read(self, start: int) -> None:
         page = self._store.finished(self._statuses, start, self.PAGE)
         self._page, self._start = page, start
-        self._last_page = len(page) < self.PAGE
         self._end = max(page) + 1 if page else start
-        if self._last_page:
-            self.last, self.known = max(page, default=-1), True
+        self.last = max(page, default=-1) if len(page) < self.PAGE else None
 
 
 class Checkpoint(Hook):
@@ -204,7 +200,7 @@ class Checkpoint(Hook):
         replay = self._replay
         if replay is None:
             return Restored(None)
-        if finished.known and item.index >= finished.last:
+        if finished.last is not None and item.index >= finished.last:
             self._replay = None  # the last one: let go of the read snapshot
         outcome = None
         for record in replay:
