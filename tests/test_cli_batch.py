@@ -172,6 +172,30 @@ def test_stdin(
     assert (tmp_path / "run" / "input.jsonl").is_file()  # kept, so the run can resume
 
 
+@pytest.mark.parametrize("page", [2, 512])
+def test_retry_runs_every_failed_item_again_reading_them_a_page_at_a_time(
+    pipelines: str,
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    page: int,
+) -> None:
+    from symbatcher.store import pages
+
+    monkeypatch.setattr(pages, "PAGE", page)
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(9)])
+    (tmp_path / "blocked").touch()
+    run = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "run", "--retries", "1"]
+    assert main([*run, "--progress", "off"]) == 1
+    (tmp_path / "blocked").unlink()
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert sorted(int(c.split("item-")[1][0]) for c in engine.calls) == list(range(9))
+    assert main(["export", "run"]) == 0
+    rows = lines(tmp_path / "run" / "results.jsonl")
+    assert [r["status"] for r in rows] == ["succeeded"] * 9
+    assert all(f"item-{i}" in str(r["output"]) for i, r in enumerate(rows))
+
+
 def test_retry_runs_the_failed_items_again(
     pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -421,6 +421,7 @@ def retry_command(args: argparse.Namespace) -> int:
     from symbatcher.data import DataFormatError
     from symbatcher.store.base import FAILED
     from symbatcher.store.codec import loads
+    from symbatcher.store.pages import paged
     from symbatcher.store.sqlite import SQLiteStore
 
     run_dir = Path(args.run_dir)
@@ -428,15 +429,17 @@ def retry_command(args: argparse.Namespace) -> int:
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         raise CommandError(f"no run state in {run_dir}: nothing to retry")
-    records = list(store.items((FAILED,)))
-    if not records:
+    if not store.totals().failed:
         print("symbatcher: no failed items", file=sys.stderr)
         return EXIT_OK
     check_engine(command.get("engine") or {})
     total = store.read_meta().get("total")
-    bad = {r.index for r in records if r.error_type == DataFormatError.__qualname__}
+    bad = {r.index for r in store.items((FAILED,)) if r.error_type == DataFormatError.__qualname__}
     reread = _reread_bad_records(command, bad, total) if bad else {}
-    failed = [(r.index, reread[r.index] if r.index in bad else loads(r.input)) for r in records]
+    failed = (
+        (r.index, reread[r.index] if r.index in reread else loads(r.input))
+        for r in paged(store, (FAILED,))
+    )
     stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
     return _finish(run_dir, stats.status)
 

@@ -30,6 +30,7 @@ from symbatcher.run import ErrorHandling
 from symbatcher.scheduler import BatchScheduler
 from symbatcher.store.base import FAILED, SUCCEEDED, ItemRecord
 from symbatcher.store.codec import loads
+from symbatcher.store.pages import paged
 from symbatcher.store.snapshot import snapshot
 from symbatcher.store.sqlite import SQLiteStore
 from symbatcher.store.summary import jobs_done
@@ -147,8 +148,8 @@ class BatchManager:
         store = SQLiteStore(self.state_path)
         if not store.path.is_file():
             raise FileNotFoundError(f"no run state at {store.path}: nothing to retry")
-        failed = [(r.index, loads(r.input)) for r in store.items((FAILED,))]
-        if failed:
+        if store.totals().failed:
+            failed = ((r.index, loads(r.input)) for r in paged(store, (FAILED,)))
             checkpoint = Checkpoint(self.state_path, retry_failed=True)
             self._execute(failed, checkpoint, print_progress, on_progress, 0.5, indexed=True)
         return self.stats
