@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from symbatcher.cli import main
+from symbatcher.testing.server import LocalServer
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,3 +78,12 @@ def test_bad_arguments_exit_with_a_message() -> None:
 def test_main_returns_an_exit_code(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["demo", "--items", "5", "--latency", "0", "--show", "0"]) == 0
     assert "done: 5 items" in capsys.readouterr().out
+
+
+def test_demo_against_a_server_at_engine_url(local_server: LocalServer) -> None:
+    done = run_cli("demo", "--items", "20", "--workers", "8", "--engine-url", local_server.url)
+    assert done.returncode == 0, done.stderr
+    assert f"engine: symai's vllm engine at {local_server.url}" in done.stderr
+    assert "done: 20 items (20 ok, 0 failed)" in done.stdout
+    assert "[0] echo:" in done.stdout  # the server echoes the prompt
+    assert local_server.stats()["ok"] == 40  # two calls per review

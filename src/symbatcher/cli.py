@@ -15,6 +15,7 @@ from symbatcher.cli_batch import (
     retry_command,
     run_command,
     serve_command,
+    server_url,
     status_command,
 )
 from symbatcher.dispatch import DEFAULT_LINGER
@@ -47,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
         default="simulated",
         help="simulated: a list-taking simulator (latency per batch); simulated-plain: a "
         "plain one (latency per call); symai: the engine your symai.config.json configures",
+    )
+    demo.add_argument(
+        "--engine-url",
+        type=server_url,
+        help="instead: a self-hosted OpenAI-compatible server (vLLM, llama.cpp), with "
+        "symai's own engine for it, e.g. http://127.0.0.1:8000",
+    )
+    demo.add_argument(
+        "--engine-kind", choices=("vllm", "llamacpp"), default="vllm", help="with --engine-url"
     )
     demo.add_argument("--items", type=_positive, default=None, help="only the first N reviews")
     demo.add_argument("--workers", type=_positive, default=64)
@@ -146,7 +156,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     total = min(args.items, demo_size()) if args.items else demo_size()
     with ExitStack() as stack:
-        if args.engine == "symai":
+        if args.engine_url:
+            from symbatcher.local import serving
+
+            stack.enter_context(serving(args.engine_url, args.engine_kind))
+            print(
+                f"engine: symai's {args.engine_kind} engine at {args.engine_url}", file=sys.stderr
+            )
+        elif args.engine == "symai":
             print("engine: symai's configured 'neurosymbolic' engine", file=sys.stderr)
         else:
             plain = args.engine == "simulated-plain"

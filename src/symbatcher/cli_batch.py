@@ -97,7 +97,7 @@ def add_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--engine-url",
-        type=_server_url,
+        type=server_url,
         help="jobs send their calls to this OpenAI-compatible server (vLLM, llama.cpp) as "
         "symai's 'neurosymbolic' engine; no symai config needed",
     )
@@ -116,7 +116,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _server_url(text: str) -> str:
+def server_url(text: str) -> str:
     from symbatcher.local import server_address
 
     try:
@@ -249,12 +249,10 @@ def _execute(
         context["total"] = total
     with ExitStack() as stack:
         if engine.get("url"):
-            from symbatcher.local import local_engine, registered
+            from symbatcher.local import serving
 
-            server = local_engine(
-                engine["url"], engine.get("kind") or "vllm", timeout=engine.get("timeout")
-            )
-            stack.enter_context(registered(server, names))
+            kind = engine.get("kind") or "vllm"
+            stack.enter_context(serving(engine["url"], kind, names, timeout=engine.get("timeout")))
         stream = stack.enter_context(
             scheduler._stream(
                 expr,
@@ -393,11 +391,9 @@ def serve_command(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
     with ExitStack() as stack:
         if args.engine_url:
-            from symbatcher.local import check_server, local_engine, registered
+            from symbatcher.local import serving
 
-            check_server(args.engine_url, args.engine_kind)
-            engine = local_engine(args.engine_url, args.engine_kind)
-            stack.enter_context(registered(engine, ["neurosymbolic"]))
+            stack.enter_context(serving(args.engine_url, args.engine_kind))
         serve(
             args.dir,
             host=args.host,

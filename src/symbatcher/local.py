@@ -12,7 +12,8 @@ symai's global config is as it was. Register the engine to use it::
 At construction the vLLM engine asks ``GET /v1/models`` (twice) and llama.cpp ``GET /props``;
 the vLLM engine falls back to defaults when that fails, so :func:`check_server` asks first
 (the command line does, so a wrong address is an error before a run starts, not a run of
-connection errors). :func:`registered` puts an engine under symai's names for a block.
+connection errors). :func:`registered` puts an engine under symai's names for a block;
+:func:`serving` does all three (what ``symbatcher run/serve/demo --engine-url`` use).
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ def check_server(url: str, kind: str = "vllm", *, timeout: float = 5.0) -> None:
             f"the {kind} server at {url} does not answer GET {_PROBE[kind]} "
             f"({type(exc).__name__}: {exc}); start it, or correct the URL"
         ) from None
+
+
+@contextmanager
+def serving(
+    url: str,
+    kind: str = "vllm",
+    names: Sequence[str] = ("neurosymbolic",),
+    *,
+    timeout: float | None = None,
+) -> Iterator[Any]:
+    """symai's ``kind`` engine for the server at ``url``, under ``names`` for the block,
+    once the server has answered what the engine asks (:func:`check_server`)."""
+    check_server(url, kind)
+    with registered(local_engine(url, kind, timeout=timeout), names) as engine:
+        yield engine
 
 
 @contextmanager
