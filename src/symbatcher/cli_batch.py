@@ -470,13 +470,14 @@ def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) 
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from symbatcher.store.snapshot import load_snapshot
+    from symbatcher.store.snapshot import write_snapshot
+    from symbatcher.store.sqlite import SQLiteStore
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "state.sqlite").is_file():
         raise CommandError(f"no run state in {run_dir}")
-    if args.json:
-        print(json.dumps(load_snapshot(run_dir), indent=2))
+    if args.json:  # written as it is read: a run of millions fits
+        write_snapshot(SQLiteStore(run_dir), sys.stdout)
         return EXIT_OK
     lines, _ = _summary(run_dir)
     print(f"{run_dir}: " + "\n".join(lines))

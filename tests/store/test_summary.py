@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import random
-import sqlite3
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from symbatcher.store import ItemRecord, MemoryStore, RunStore, SQLiteStore
-from symbatcher.store import sqlite as sqlite_store
+from symbatcher.store import ItemRecord, RunStore, SQLiteStore
 from symbatcher.store.snapshot import snapshot
 from symbatcher.store.summary import EXAMPLES, jobs_done, summarize
+from tests.store.synthetic import big_run, peak_bytes, random_store
 
 
 def _finish(store: RunStore, index: int, error: tuple[str, str] | None = None) -> None:
@@ -47,29 +43,8 @@ def test_failures_are_grouped_by_type_largest_first_with_a_few_examples(store: R
 
 
 def test_a_big_run_is_summarized_without_holding_its_items(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
     n = 20_000
-    with sqlite3.connect(run / "state.sqlite") as conn:
-        conn.executescript(sqlite_store._SCHEMA)
-        conn.execute("INSERT INTO meta VALUES ('total', ?)", (json.dumps(n),))
-        conn.executemany(
-            "INSERT INTO items (idx, fingerprint, status, input, result, error_type, "
-            "error_message, cost) VALUES (?, ?, ?, ?, ?, ?, ?, 0.001)",
-            (
-                (i, f"fp{i}", "failed", f'"input {i}"', None, "ValueError", f"bad {i}")
-                if i % 10 == 0
-                else (i, f"fp{i}", "succeeded", f'"input {i}"', f'"output {i}"', None, None)
-                for i in range(n)
-            ),
-        )
-    conn.close()
-    tracemalloc.start()
-    try:
-        summary = summarize(SQLiteStore(run))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    summary, peak = peak_bytes(lambda: summarize(SQLiteStore(big_run(tmp_path / "run", n))))
     assert (summary.items, summary.failed, summary.failures[0].count) == (n, n // 10, n // 10)
     # a dict per item (what the full snapshot builds) would be several MB here
     assert peak < 1_000_000, peak
@@ -77,17 +52,9 @@ def test_a_big_run_is_summarized_without_holding_its_items(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("seed", range(20))
 def test_jobs_done_counts_what_the_snapshot_counts(seed: int) -> None:
-    rng = random.Random(seed)
-    per_job, total = rng.randint(1, 7), rng.randint(0, 40)
-    store = MemoryStore()
-    store.open()
-    for i in rng.sample(range(total), rng.randint(0, total)):  # some never started
-        store.item_started(ItemRecord(index=i, fingerprint=f"fp{i}"))
-        status = rng.choice(["succeeded", "failed", "running"])
-        if status != "running":
-            store.item_finished(ItemRecord(index=i, fingerprint=f"fp{i}", status=status))
-    known = rng.random() < 0.7
-    store.write_meta({"items_per_job": per_job, **({"total": total} if known else {})})
+    store, per_job, total = random_store(seed)
+    known = store.read_meta().get("total")
     view = snapshot(store)
     expected = sum(job["status"] in ("succeeded", "failed", "partial") for job in view["jobs"])
-    assert jobs_done(store, per_job, total if known else None) == expected
+    one_job = total or 1  # no items_per_job: the snapshot's one job holds every item
+    assert jobs_done(store, per_job or one_job, known) == expected

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from symbatcher.store.base import FAILED, PENDING, RUNNING, SUCCEEDED, RunStore
 from symbatcher.store.sqlite import SQLiteStore
@@ -21,62 +24,63 @@ def _job_status(counts: Counter[str], size: int) -> str:
     return PENDING
 
 
-def snapshot(store: RunStore) -> dict[str, Any]:
-    """Run id, created_at, model, items_per_job, max_cost, jobs with their items,
-    total_cost, last_updated. Items the run never reached are listed as pending when the
-    dataset's size is known."""
-    meta = store.read_meta()
-    per_job = meta.get("items_per_job") or 0
-    total = meta.get("total")
-    jobs: dict[int, list[dict[str, Any]]] = {}
-    seen: set[int] = set()
-    total_cost = 0.0
+def _items(store: RunStore, total: Any) -> Iterator[dict[str, Any]]:
+    """Every item's entry in index order, those the run never reached (up to ``total``,
+    when known) as pending: one at a time, so a run of millions can be written out."""
+    expected = 0
     for record in store.items():
-        seen.add(record.index)
-        total_cost += record.cost
-        job = record.index // per_job if per_job else 0
-        jobs.setdefault(job, []).append(
-            {
-                "original_index": record.index,
-                "status": record.status,
-                "error": (
-                    None
-                    if record.error_type is None
-                    else f"{record.error_type}: {record.error_message}"
-                ),
-                "cost": record.cost,
-                "tokens": record.prompt_tokens + record.completion_tokens,
-                "attempts": record.attempts,
-                "completed_at": _iso(record.completed_at),
-            }
-        )
+        if isinstance(total, int):
+            yield from map(_pending, range(expected, min(record.index, total)))
+        expected = record.index + 1
+        yield {
+            "original_index": record.index,
+            "status": record.status,
+            "error": (
+                None
+                if record.error_type is None
+                else f"{record.error_type}: {record.error_message}"
+            ),
+            "cost": record.cost,
+            "tokens": record.prompt_tokens + record.completion_tokens,
+            "attempts": record.attempts,
+            "completed_at": _iso(record.completed_at),
+        }
     if isinstance(total, int):
-        for index in range(total):
-            if index not in seen:
-                job = index // per_job if per_job else 0
-                jobs.setdefault(job, []).append(
-                    {
-                        "original_index": index,
-                        "status": PENDING,
-                        "error": None,
-                        "cost": 0.0,
-                        "tokens": 0,
-                        "attempts": 0,
-                        "completed_at": None,
-                    }
-                )
-    job_list = []
-    for job_id in sorted(jobs):
-        items = sorted(jobs[job_id], key=lambda item: item["original_index"])
-        counts = Counter(item["status"] for item in items)
-        job_list.append(
-            {
-                "job_id": job_id,
-                "status": _job_status(counts, len(items)),
-                "cost": sum(item["cost"] for item in items),
-                "items": items,
-            }
-        )
+        yield from map(_pending, range(expected, total))
+
+
+def _pending(index: int) -> dict[str, Any]:
+    return {
+        "original_index": index,
+        "status": PENDING,
+        "error": None,
+        "cost": 0.0,
+        "tokens": 0,
+        "attempts": 0,
+        "completed_at": None,
+    }
+
+
+def _jobs(store: RunStore, meta: dict[str, Any]) -> Iterator[tuple[int, Iterator[dict[str, Any]]]]:
+    """``(job_id, its items)`` in order; each job's items must be read before the next."""
+    per_job = meta.get("items_per_job") or 0
+    return itertools.groupby(
+        _items(store, meta.get("total")),
+        key=lambda item: item["original_index"] // per_job if per_job else 0,
+    )
+
+
+def _job_view(job_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = Counter(item["status"] for item in items)
+    return {
+        "job_id": job_id,
+        "status": _job_status(counts, len(items)),
+        "cost": sum(item["cost"] for item in items),
+        "items": items,
+    }
+
+
+def _head(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": meta.get("run_id"),
         "created_at": meta.get("created_at"),
@@ -84,11 +88,43 @@ def snapshot(store: RunStore) -> dict[str, Any]:
         "model": meta.get("model"),
         "items_per_job": meta.get("items_per_job"),
         "max_cost": meta.get("max_cost"),
-        "total_items": total,
-        "jobs": job_list,
-        "total_cost": total_cost,
+        "total_items": meta.get("total"),
+    }
+
+
+def snapshot(store: RunStore) -> dict[str, Any]:
+    """Run id, created_at, model, items_per_job, max_cost, jobs with their items,
+    total_cost, last_updated. Items the run never reached are listed as pending when the
+    dataset's size is known."""
+    meta = store.read_meta()
+    jobs = [_job_view(job_id, list(items)) for job_id, items in _jobs(store, meta)]
+    return {
+        **_head(meta),
+        "jobs": jobs,
+        "total_cost": sum(item["cost"] for job in jobs for item in job["items"]),
         "last_updated": meta.get("last_updated"),
     }
+
+
+def write_snapshot(store: RunStore, out: TextIO) -> None:
+    """The snapshot as JSON, written as it is read: one item per line, a job's status and
+    cost after its items, so a run of millions needs no more memory than one item."""
+    meta = store.read_meta()
+    head = json.dumps(_head(meta), indent=2)
+    out.write(head[: head.rindex("}")].rstrip() + ',\n  "jobs": [')
+    total_cost = 0.0
+    for n, (job_id, items) in enumerate(_jobs(store, meta)):
+        out.write(f'{"," if n else ""}\n    {{"job_id": {job_id}, "items": [')
+        counts: Counter[str] = Counter()
+        size, cost = 0, 0.0
+        for item in items:
+            out.write(f"{',' if size else ''}\n      {json.dumps(item)}")
+            counts[item["status"]] += 1
+            size, cost, total_cost = size + 1, cost + item["cost"], total_cost + item["cost"]
+        status = json.dumps(_job_status(counts, size))
+        out.write(f'\n    ], "status": {status}, "cost": {json.dumps(cost)}}}')
+    last = json.dumps(meta.get("last_updated"))
+    out.write(f'\n  ],\n  "total_cost": {json.dumps(total_cost)},\n  "last_updated": {last}\n}}\n')
 
 
 def load_snapshot(run_dir: str | Path) -> dict[str, Any]:

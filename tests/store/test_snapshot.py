@@ -1,0 +1,40 @@
+"""``store.snapshot``: the JSON view of a run, as a dict or written out as it is read."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from symbatcher.store import SQLiteStore
+from symbatcher.store.snapshot import snapshot, write_snapshot
+from tests.store.synthetic import big_run, peak_bytes, random_store
+
+
+class _Sink:
+    """A file that keeps only how much was written to it."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        self.size += len(text)
+        return len(text)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_written_snapshot_is_the_snapshot(seed: int) -> None:
+    store, _, _ = random_store(seed)
+    out = io.StringIO()
+    write_snapshot(store, out)
+    assert json.loads(out.getvalue()) == json.loads(json.dumps(snapshot(store)))
+
+
+def test_the_snapshot_of_a_big_run_is_written_without_holding_its_items(tmp_path: Path) -> None:
+    store = SQLiteStore(big_run(tmp_path / "run", 20_000))
+    sink = _Sink()
+    _, peak = peak_bytes(lambda: write_snapshot(store, sink))  # type: ignore[arg-type]
+    assert sink.size > 2_000_000  # 20,000 items, about 150 characters each
+    assert peak < 1_000_000, peak  # snapshot() holds them all: about 10 MB here
