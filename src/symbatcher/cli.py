@@ -24,7 +24,8 @@ from symbatcher.interrupts import Terminated, sigterm_raises
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
-    "the prompt; no network, no key). Run against your configured provider with --engine symai."
+    "the prompt; no network, no key). Run against your configured provider with --engine symai, "
+    "or a self-hosted vLLM or llama.cpp server with --engine-url URL."
 )
 
 
