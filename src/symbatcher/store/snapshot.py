@@ -6,7 +6,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,9 +75,18 @@ def _job_view(job_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "status": _job_status(counts, len(items)),
-        "cost": sum(item["cost"] for item in items),
+        "cost": _added(item["cost"] for item in items),
         "items": items,
     }
+
+
+def _added(costs: Iterable[float]) -> float:
+    """Costs added one by one, as :func:`write_snapshot` adds them while it streams (from
+    Python 3.12 ``sum`` compensates rounding, and the two would differ in the last bits)."""
+    total = 0.0
+    for cost in costs:
+        total += cost
+    return total
 
 
 def _head(meta: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +110,7 @@ def snapshot(store: RunStore) -> dict[str, Any]:
     return {
         **_head(meta),
         "jobs": jobs,
-        "total_cost": sum(item["cost"] for job in jobs for item in job["items"]),
+        "total_cost": _added(item["cost"] for job in jobs for item in job["items"]),
         "last_updated": meta.get("last_updated"),
     }
 
