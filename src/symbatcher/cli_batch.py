@@ -16,7 +16,8 @@ import argparse
 import importlib
 import json
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -209,17 +210,23 @@ def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: 
     return hooks
 
 
-def check_engine(engine: dict[str, Any]) -> None:
-    """Fail before a run starts if its engine cannot answer: the server at ``url`` is not
-    up, or symai has no engine under one of ``names``."""
+@contextmanager
+def run_engine(engine: dict[str, Any]) -> Iterator[None]:
+    """The run's engine for the block, ready before anything is written: symai's engine for
+    the server at ``url`` (asked first, registered under ``names`` until the block ends),
+    or symai's own engines under ``names`` (each must exist)."""
     from symbatcher.binding import available_engine
-    from symbatcher.local import check_server
+    from symbatcher.local import serving
 
+    names = engine.get("names") or ["neurosymbolic"]
     if engine.get("url"):
-        check_server(engine["url"], engine.get("kind") or "vllm")
+        kind = engine.get("kind") or "vllm"
+        with serving(engine["url"], kind, names, timeout=engine.get("timeout")):
+            yield
         return
-    for name in engine.get("names") or ["neurosymbolic"]:
+    for name in names:
         available_engine(name)
+    yield
 
 
 def _execute(
@@ -236,9 +243,8 @@ def _execute(
     expr = bound_expression(load_expression(command["expression"]), command.get("as"))
     hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
     engine = command.get("engine") or {}
-    names = engine.get("names") or ["neurosymbolic"]
     scheduler = BatchScheduler(
-        names,
+        engine.get("names") or ["neurosymbolic"],
         hooks=hooks,
         error_handling=command["error_handling"],
         max_inflight_batches=engine.get("max_inflight_batches"),
@@ -247,23 +253,10 @@ def _execute(
     context: dict[str, Any] = {"replay_restored": False}
     if total is not None:
         context["total"] = total
-    with ExitStack() as stack:
-        if engine.get("url"):
-            from symbatcher.local import serving
-
-            kind = engine.get("kind") or "vllm"
-            stack.enter_context(serving(engine["url"], kind, names, timeout=engine.get("timeout")))
-        stream = stack.enter_context(
-            scheduler._stream(
-                expr,
-                dataset,
-                command["workers"],
-                command["batch_size"],
-                {},
-                context,
-                indexed=indexed,
-            )
-        )
+    stream = scheduler._stream(
+        expr, dataset, command["workers"], command["batch_size"], {}, context, indexed=indexed
+    )
+    with stream:
         for _ in stream:
             pass  # outcomes are in the run's store
     return stream.stats
@@ -328,12 +321,16 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    load_expression(settings.expression)  # a typo fails here, before the data is read
+    with run_engine(settings.engine.model_dump()):  # no engine: no run directory is left
+        return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Any) -> int:
     from symbatcher.config import items_at
     from symbatcher.data import check, format_of, read, spool_stdin
 
-    settings = _settings(args)
-    load_expression(settings.expression)  # a typo fails here, before the data is read
-    check_engine(settings.engine.model_dump())  # no engine: no run directory is left
     run_dir = Path(settings.run_dir or "symbatcher-run")
     run_dir.mkdir(parents=True, exist_ok=True)
     data = Path(settings.items)
@@ -428,16 +425,17 @@ def retry_command(args: argparse.Namespace) -> int:
     if not store.totals().failed:
         print("symbatcher: no failed items", file=sys.stderr)
         return EXIT_OK
-    check_engine(command.get("engine") or {})
-    total = store.read_meta().get("total")
-    bad = {r.index for r in store.items((FAILED,)) if r.error_type == DataFormatError.__qualname__}
-    reread = _reread_bad_records(command, bad, total) if bad else {}
-    failed = (
-        (r.index, reread[r.index] if r.index in reread else loads(r.input))
-        for r in paged(store, (FAILED,))
-    )
-    stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
-    return _finish(run_dir, stats.status)
+    with run_engine(command.get("engine") or {}):
+        total = store.read_meta().get("total")
+        kind = DataFormatError.__qualname__
+        bad = {r.index for r in store.items((FAILED,)) if r.error_type == kind}
+        reread = _reread_bad_records(command, bad, total) if bad else {}
+        failed = (
+            (r.index, reread[r.index] if r.index in reread else loads(r.input))
+            for r in paged(store, (FAILED,))
+        )
+        stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
+        return _finish(run_dir, stats.status)
 
 
 def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) -> dict[int, Any]:
