@@ -21,6 +21,7 @@ from symbatcher.cli_batch import (
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 from symbatcher.interrupts import Terminated, sigterm_raises
+from symbatcher.local import KINDS
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
@@ -56,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: a self-hosted OpenAI-compatible server (vLLM, llama.cpp), with "
         "symai's own engine for it, e.g. http://127.0.0.1:8000",
     )
-    demo.add_argument(
-        "--engine-kind", choices=("vllm", "llamacpp"), default="vllm", help="with --engine-url"
-    )
+    demo.add_argument("--engine-kind", choices=KINDS, default="vllm", help="with --engine-url")
     demo.add_argument("--items", type=_positive, default=None, help="only the first N reviews")
     demo.add_argument("--workers", type=_positive, default=64)
     demo.add_argument("--batch-size", type=_positive, default=16)

@@ -23,6 +23,7 @@ from typing import Any
 
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
+from symbatcher.local import KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3, 4
 COMMAND_FILE = "command.json"
@@ -61,9 +62,7 @@ def add_commands(commands: Any) -> None:
         help="send the calls to this OpenAI-compatible server (vLLM, llama.cpp), e.g. "
         "http://127.0.0.1:8000, with symai's own engine for it; no symai config needed",
     )
-    run.add_argument(
-        "--engine-kind", choices=("vllm", "llamacpp"), help="the server behind --engine-url (vllm)"
-    )
+    run.add_argument("--engine-kind", choices=KINDS, help="the server behind --engine-url (vllm)")
     run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     run.add_argument(
         "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
@@ -104,7 +103,7 @@ def add_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--engine-kind",
-        choices=("vllm", "llamacpp"),
+        choices=KINDS,
         default="vllm",
         help="the server behind --engine-url (vllm)",
     )
