@@ -48,6 +48,14 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--workers", type=int, help="concurrent items (default 16)")
     run.add_argument("--batch-size", type=int, help="engine calls per batch (default 5)")
     run.add_argument("--max-cost", type=float, help="budget in USD over all runs of this dir")
+    run.add_argument(
+        "--price",
+        type=model_price,
+        action="append",
+        metavar="MODEL=INPUT,OUTPUT",
+        help="USD per 1M input and output tokens of MODEL, for a model symai has no price "
+        "for (or to override its); repeat per model",
+    )
     run.add_argument("--error-handling", choices=("continue", "fail_fast"))
     run.add_argument("--as", dest="bind_as", help="pass each item as this keyword, not input=")
     run.add_argument(
@@ -114,6 +122,22 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def model_price(text: str) -> tuple[str, tuple[float, float]]:
+    """``MODEL=INPUT,OUTPUT`` (USD per 1M tokens) as ``(model, (input, output))``."""
+    model, _, rates = text.rpartition("=")
+    parts = rates.split(",")
+    try:
+        pair = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+    except ValueError:
+        pair = None
+    if not model or pair is None or not all(0 <= rate < float("inf") for rate in pair):
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL=INPUT,OUTPUT with two USD amounts >= 0 per 1M tokens, "
+            f"e.g. gpt-4o=2.5,10; got {text!r}"
+        )
+    return model, pair
 
 
 def server_url(text: str) -> str:
@@ -185,16 +209,17 @@ def _show_progress(choice: str) -> bool | None:
 
 def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: bool) -> list[Any]:
     from symbatcher.hooks import Budget, Checkpoint, Cost, Progress, Retry
+    from symbatcher.pricing import FREE
 
+    engine = command.get("engine") or {}
     hooks: list[Any] = [
         Checkpoint(run_dir, retry_failed=retry_failed, force=command.get("force", False)),
-        Cost(),
+        Cost(command.get("prices"), default=FREE if engine.get("url") else None),
     ]
     if command.get("max_cost") is not None:
         hooks.append(Budget(command["max_cost"]))
     if command.get("retries", 0) > 1:
         hooks.append(Retry(command["retries"]))
-    engine = command.get("engine") or {}
     if any(engine.get(k) is not None for k in ("rpm", "tpm", "max_concurrency")):
         from symbatcher.hooks import RateLimit
 
@@ -307,6 +332,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "retries": args.retries,
     }
     merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    merged["prices"] = {**merged["prices"], **dict(args.price or [])}
     engine = {"url": args.engine_url, "kind": args.engine_kind}
     merged["engine"] = {**merged["engine"], **{k: v for k, v in engine.items() if v is not None}}
     try:
@@ -367,6 +393,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         "max_cost": settings.max_cost,
         "error_handling": settings.error_handling,
         "retries": settings.retries,
+        "prices": settings.prices,
         "engine": settings.engine.model_dump(),
     }
     (run_dir / COMMAND_FILE).write_text(json.dumps(command, indent=2), encoding="utf-8")
@@ -385,11 +412,19 @@ def serve_command(args: argparse.Namespace) -> int:
         ) from None
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
+    for module in args.imports:  # here, to name a bad one without a traceback
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CommandError(f"cannot import {module!r} (--import): {exc}") from exc
+    default_price = None
     with ExitStack() as stack:
         if args.engine_url:
             from symbatcher.local import serving
+            from symbatcher.pricing import FREE
 
             stack.enter_context(serving(args.engine_url, args.engine_kind))
+            default_price = FREE  # a self-hosted server: no per-token bill
         serve(
             args.dir,
             host=args.host,
@@ -398,6 +433,7 @@ def serve_command(args: argparse.Namespace) -> int:
             lease=args.lease,
             imports=args.imports,
             data_dirs=args.data_dir,
+            default_price=default_price,
         )
     return EXIT_OK
 

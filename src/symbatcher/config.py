@@ -99,6 +99,12 @@ class RunConfig(BaseModel):
     batch_size: PositiveInt = 5
     max_cost: PositiveFloat | None = Field(default=None, description="budget in USD over all runs")
     retries: PositiveInt = Field(default=3, description="tries per item on transient errors")
+    prices: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        default_factory=dict,
+        description="USD per million tokens, [input, output], by model: for a model symai "
+        "has no price for (else its calls count as free, and max_cost cannot be kept), or "
+        "to override symai's. With engine.url, unnamed models are free.",
+    )
     run_dir: str | None = None
     out: str | None = None
     engine: EngineSettings = Field(default_factory=lambda: EngineSettings())

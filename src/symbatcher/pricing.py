@@ -39,7 +39,7 @@ def as_pricing(price: PriceLike) -> ModelPricing:
     """``ModelPricing``, ``(input, output)`` or ``{"input": .., "output": ..}`` per 1M tokens."""
     if isinstance(price, ModelPricing):
         return price
-    if isinstance(price, tuple) and len(price) == 2:
+    if isinstance(price, tuple | list) and len(price) == 2:  # a list: read from JSON
         return ModelPricing(input=float(price[0]), output=float(price[1]))
     if isinstance(price, Mapping):
         unknown: set[str] = set(price) - {"input", "output", "cached_input", "cache_write"}
@@ -84,10 +84,15 @@ def _count(usage: Any, *names: str) -> int:
 
 
 def model_of(engine: Any, metadata: Any) -> str | None:
+    """The model an answer came from: the answer's word, else the engine's. symai's vLLM
+    engine keeps the served model's id in ``server_model``; its ``model`` is just "vllm"."""
     if isinstance(metadata, Mapping) and isinstance(metadata.get("model"), str):
         return str(metadata["model"])
-    model = getattr(engine, "model", None)
-    return model if isinstance(model, str) else None
+    for attribute in ("server_model", "model"):
+        model = getattr(engine, attribute, None)
+        if isinstance(model, str) and model:
+            return model
+    return None
 
 
 def cost_of(usage: Usage, price: ModelPricing) -> float:
@@ -101,23 +106,32 @@ def cost_of(usage: Usage, price: ModelPricing) -> float:
     return total
 
 
-class PriceBook:
-    """Finds a model's price: the user's table, then symai's tables; cached per model."""
+#: the price of a self-hosted server's calls unless the user names one: no per-token bill
+FREE = ModelPricing(input=0.0, output=0.0)
 
-    def __init__(self, prices: Mapping[str, PriceLike] | None = None) -> None:
+
+class PriceBook:
+    """Finds a model's price: the user's table, then symai's tables, then ``default``
+    (none: the model is unpriced); cached per model."""
+
+    def __init__(
+        self, prices: Mapping[str, PriceLike] | None = None, default: PriceLike | None = None
+    ) -> None:
         self._user = {model: as_pricing(p) for model, p in (prices or {}).items()}
+        self._default = None if default is None else as_pricing(default)
         self._found: dict[str, ModelPricing | None] = {}
         self._lock = threading.Lock()
 
     def price(self, model: str | None, engine: Any = None) -> ModelPricing | None:
         if model is None:
-            return None
+            return self._default
         if model in self._user:
             return self._user[model]
         with self._lock:
             if model not in self._found:
                 self._found[model] = symai_pricing(model, engine)
-            return self._found[model]
+            found = self._found[model]
+        return self._default if found is None else found
 
 
 def symai_pricing(model: str, engine: Any = None) -> ModelPricing | None:

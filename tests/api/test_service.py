@@ -222,6 +222,11 @@ def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
             "/jobs", json={"expression": "echo", "items": [1], "settings": {"linger": -1}}
         )
         assert lingering.status_code == 422 and "linger" in lingering.text
+        unpriced = {"prices": {"gpt-x": [1, -2]}}
+        priced = client.post(
+            "/jobs", json={"expression": "echo", "items": [1], "settings": unpriced}
+        )
+        assert priced.status_code == 422 and "prices" in priced.text and "gpt-x" in priced.text
         extra = client.post("/jobs", json={"expression": "echo", "items": [1], "wobble": 1})
         assert extra.status_code == 422 and "wobble" in extra.text
         both = client.post("/jobs", json={"expression": "echo", "items": [1], "path": str(inside)})

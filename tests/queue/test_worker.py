@@ -79,6 +79,30 @@ def test_a_job_can_cap_the_batches_out_at_once(
     assert [d.linger for d in dispatchers] == [0.02]
 
 
+def test_a_job_s_prices_and_the_worker_s_default_price_models_symai_does_not_know(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    from symbatcher.pricing import FREE
+    from symbatcher.store.summary import summarize
+
+    items = {"items": [f"item-{i}" for i in range(6)], "max_cost": 1.0}
+    unpriced = queue.submit("echo", items)  # 'simulated' is in no symai table
+    priced = queue.submit("echo", {**items, "prices": {"simulated": [1000, 2000]}})
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5)
+    first, second = worker.run_one(), worker.run_one()
+    assert first is not None and first.id == unpriced.id and first.state == "failed"
+    assert "6 item(s) failed" in (first.error or "")  # a budget it cannot keep
+    assert second is not None and second.id == priced.id and second.state == "succeeded"
+    store = SQLiteStore(tmp_path / "runs" / priced.id)
+    records = list(store.items())
+    spent = sum(r.prompt_tokens * 1000 + r.completion_tokens * 2000 for r in records) / 1e6
+    assert spent > 0 and summarize(store).cost == pytest.approx(spent)
+    free = queue.submit("echo", items)  # a self-hosted server's worker: unpriced is free
+    ended = JobWorker(queue, tmp_path / "runs", registry=names, default_price=FREE).run_one()
+    assert ended is not None and ended.id == free.id and ended.state == "succeeded"
+    assert summarize(SQLiteStore(tmp_path / "runs" / free.id)).cost == 0.0
+
+
 def test_unknown_expressions_and_bad_settings_fail_the_job_only(
     queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue
@@ -47,6 +47,10 @@ class JobSettings(BaseModel):
         description="seconds a call may wait for its batch to fill",
     )
     max_cost: float | None = Field(default=None, gt=0)
+    prices: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        default_factory=dict,
+        description="USD per million tokens, [input, output], by model (symai's prices otherwise)",
+    )
     bind_as: str | None = Field(default=None, alias="as")
     error_handling: Literal["continue", "fail_fast"] = "continue"
 

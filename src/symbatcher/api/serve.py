@@ -37,18 +37,28 @@ def serve(
     data_dirs: list[str | Path] | None = None,
     token: str | None = None,
     log_level: str = "warning",
+    default_price: Any = None,
 ) -> None:
-    """Run until interrupted (see the module's docstring for how it stops)."""
+    """Run until interrupted (see the module's docstring for how it stops).
+
+    Refuses to start (``EngineNotAvailableError``) when symai has no engine for the jobs'
+    calls once ``imports`` ran (one of them may register it): else every job would fail.
+    ``default_price`` prices the calls of models priced nowhere (see ``Cost``).
+    """
     import uvicorn
 
     from symbatcher.api.app import create_app
+    from symbatcher.binding import available_engine
 
     for module in imports or []:
         importlib.import_module(module)  # modules whose @register names the expressions
+    available_engine("neurosymbolic")
     folder = Path(directory)
     queue = JobQueue(folder / "jobs.sqlite")
     app = create_app(queue, folder / "runs", token=token, data_dirs=data_dirs)
-    pool = WorkerPool(queue, folder / "runs", size=workers, lease=lease, poll=0.5)
+    pool = WorkerPool(
+        queue, folder / "runs", size=workers, lease=lease, poll=0.5, default_price=default_price
+    )
     config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
     server = uvicorn.Server(config)
     pool.start()

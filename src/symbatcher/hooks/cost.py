@@ -22,16 +22,21 @@ class Cost(Hook):
     """Measures each engine call's usage and prices it.
 
     ``prices`` maps a model name to USD per million tokens (``(input, output)``, a dict or
-    symai's ``ModelPricing``); models not in it are looked up in symai's own tables. With
-    ``strict=True`` (what :class:`Budget` asks for) a call to an unpriced model fails
-    instead of counting as free.
+    symai's ``ModelPricing``); models not in it are looked up in symai's own tables, and
+    ``default`` prices any model found in neither (``pricing.FREE`` for a self-hosted
+    server, whose calls have no per-token bill). With ``strict=True`` (what
+    :class:`Budget` asks for) a call to an unpriced model fails instead of counting as free.
     """
 
     def __init__(
-        self, prices: Mapping[str, PriceLike] | None = None, *, strict: bool = False
+        self,
+        prices: Mapping[str, PriceLike] | None = None,
+        *,
+        strict: bool = False,
+        default: PriceLike | None = None,
     ) -> None:
         super().__init__()
-        self.book = PriceBook(prices)
+        self.book = PriceBook(prices, default)
         self.strict = strict
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -52,7 +57,8 @@ class Cost(Hook):
         elif self.strict or (call.item is not None and call.item.run.strict_pricing):
             raise PricingError(
                 f"no price known for model {model!r}, so the budget cannot be kept; "
-                f"pass prices={{{model!r}: (input_usd_per_1M, output_usd_per_1M)}}"
+                f"pass prices={{{model!r}: (input_usd_per_1M, output_usd_per_1M)}} "
+                f"(symbatcher run: --price {model}=INPUT,OUTPUT)"
             )
         else:
             self._warn_unpriced(model)
@@ -64,4 +70,9 @@ class Cost(Hook):
             if key in self._warned:
                 return
             self._warned.add(key)
-        logger.warning("symbatcher: no price for model %r; its calls count as free", model)
+        logger.warning(
+            "symbatcher: no price for model %r; its calls count as free (give one with "
+            "prices=, or symbatcher run --price %s=INPUT,OUTPUT, USD per 1M tokens)",
+            model,
+            model,
+        )

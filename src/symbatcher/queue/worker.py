@@ -66,8 +66,10 @@ class JobWorker:
         name: str | None = None,
         lease: float = 30.0,
         poll: float = 1.0,
+        default_price: Any = None,
     ) -> None:
         self.queue = queue
+        self.default_price = default_price  # for models priced nowhere (see Cost)
         self.root = Path(root)
         self.registry = registry or default_registry
         self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
@@ -137,7 +139,8 @@ class JobWorker:
         control = self._control = _Control()
         if self._halting:  # stop_now() came before the control was there to halt
             control.halt(STOPPING, "cancelled")
-        hooks: list[Any] = [Checkpoint(self.root / job.id), Cost(), control]
+        cost = Cost(settings.get("prices"), default=self.default_price)
+        hooks: list[Any] = [Checkpoint(self.root / job.id), cost, control]
         if settings.get("max_cost") is not None:
             hooks.append(Budget(float(settings["max_cost"])))
         hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
