@@ -64,6 +64,8 @@ def test_demo_with_a_progress_line() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "30/30" in done.stderr
+    # a plain engine's calls are not batched, and the summary does not pretend they were
+    assert done.stdout.rstrip().endswith("60 engine calls, each on its own (a plain engine)")
 
 
 def test_bad_arguments_exit_with_a_message() -> None:

@@ -54,6 +54,24 @@ def test_simple(engine: SimulatedEngine) -> None:
     assert results.stats.engine_calls == 20
 
 
+@pytest.mark.parametrize("cap", [None, 2])
+def test_figures_tell_a_plain_engine_s_calls_from_batched_ones(cap: int | None) -> None:
+    """A plain engine gets each call on its own (its batches only admit calls under a cap),
+    so the figures say so instead of a batch fill that means nothing."""
+    data = items(12)
+    for engine, plain in ((SimulatedEngine(), 12), (SimulatedBatchEngine(), 0)):
+        with use_engine(engine):
+            run = BatchScheduler(max_inflight_batches=cap)
+            stats = run(expr=TestExpression, dataset=data, num_workers=4, batch_size=4).stats
+        assert stats.engine_calls == 12 and stats.plain_calls == plain
+        assert stats.batched is (plain == 0)
+        if plain:
+            assert "12 engine calls, each on its own (a plain engine)" in stats.summary()
+            assert "fill" not in stats.summary()
+        else:
+            assert f"12 engine calls in {stats.batches} batches" in stats.calls_line()
+
+
 def test_nested(engine: SimulatedEngine) -> None:
     data = items(15)
     results = BatchScheduler()(expr=NestedExpression, dataset=data, num_workers=4, batch_size=2)

@@ -212,9 +212,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         f"done: {stats.items} items ({stats.succeeded} ok, {stats.failed} failed) in "
         f"{stats.wall_time:.2f}s = {stats.items_per_second:.1f} items/s; "
-        f"{stats.engine_calls} engine calls in {stats.batches} batches, "
-        f"mean batch fill {stats.mean_batch_fill:.0%} of {stats.batch_size}"
-        + (f", at most {stats.max_inflight_batches} at once" if stats.max_inflight_batches else "")
+        f"{stats.calls_line()}"
     )
     for error in [o for o in outcomes.values() if isinstance(o, ItemError)][:3]:
         print(f"  {error}", file=sys.stderr)

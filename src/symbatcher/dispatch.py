@@ -180,6 +180,7 @@ class Dispatcher:
         self._queued = 0  # of those, workers whose call waits in a lane
         self._cancelled: BaseException | None = None
         self.engine_calls = 0
+        self.plain_calls = 0  # of those, calls to a plain engine (each sent on its own)
         self.batches = 0
         self.max_batch = 0
 
@@ -226,9 +227,10 @@ class Dispatcher:
         ):
             # no cap, and a plain engine or batches of one: nothing to wait for or hand
             # over, so the caller runs its call itself without the round trips
-            self._apply(self._count_batch, 1)
             if executor.caller_runs:
+                self._apply(self._count_plain, 1)
                 return executor.call_one(argument)
+            self._apply(self._count_batch, 1)
             return answer_of(executor.call_batch([argument])[0])
         call = _Call(argument, lane_key, executor)
         self._apply(self._op_enqueue, call, call)
@@ -371,18 +373,24 @@ class Dispatcher:
         self.engine_calls += size
         self.max_batch = max(self.max_batch, size)
 
+    def _count_plain(self, size: int) -> None:
+        """A batch of a plain engine: its calls go one by one, whatever the batch."""
+        self._count_batch(size)
+        self.plain_calls += size
+
     def _launch(self, batch: _Batch) -> None:
         """Give the batch's calls their roles and wake whoever must act. A call of the
         thread running this (awake already) leads its batch and is not signalled."""
         mine = self._mine
-        self._count_batch(len(batch.calls))
         if batch.executor.caller_runs:
+            self._count_plain(len(batch.calls))
             for call in batch.calls:
                 call.batch = batch
                 call.role = _EXECUTE
                 if call is not mine:
                     call.signal.set()
             return
+        self._count_batch(len(batch.calls))
         leader = batch.calls[0]
         for call in batch.calls:
             call.role = _SENT

@@ -52,6 +52,7 @@ class RunStats:
     succeeded: int = 0
     failed: int = 0
     engine_calls: int = 0
+    plain_calls: int = 0  # of those, calls to a plain engine: each sent on its own
     batches: int = 0
     batch_size: int = 1
     max_inflight_batches: int | None = None  # the cap the run used (given or the engine's)
@@ -72,6 +73,22 @@ class RunStats:
         return self.mean_batch_size / self.batch_size if self.batch_size else 0.0
 
     @property
+    def batched(self) -> bool:
+        """Whether batches meant anything: some call went to a list-taking engine. A plain
+        engine gets each call on its own, so its batches (and their fill) are only counts."""
+        return self.plain_calls < self.engine_calls
+
+    def calls_line(self) -> str:
+        """The engine calls and how they went, in words."""
+        if self.engine_calls and not self.batched:
+            return f"{self.engine_calls} engine calls, each on its own (a plain engine)"
+        cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
+        return (
+            f"{self.engine_calls} engine calls in {self.batches} batches, "
+            f"mean batch fill {self.mean_batch_fill:.0%} of {self.batch_size}{cap}"
+        )
+
+    @property
     def items_per_second(self) -> float:
         return self.items / self.wall_time if self.wall_time > 0 else 0.0
 
@@ -90,6 +107,7 @@ class RunStats:
             "tokens": self.tokens,
             "cost": round(self.cost, 6),
             "engine_calls": self.engine_calls,
+            "plain_calls": self.plain_calls,
             "batches": self.batches,
             "mean_batch_size": round(self.mean_batch_size, 3),
             "mean_batch_fill": round(self.mean_batch_fill, 3),
@@ -107,13 +125,17 @@ class RunStats:
             extra += f", {self.pending} pending"
         cost = f", {self.tokens} tokens, ${self.cost:.4f}" if self.tokens or self.cost else ""
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
+        calls = (
+            f"{self.engine_calls} engine calls in {self.batches} batches, "
+            f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
+            f"(fill {self.mean_batch_fill:.0%}{cap})"
+            if self.batched or not self.engine_calls
+            else self.calls_line()
+        )
         return (
             f"{self.status}: {self.items} items ({self.succeeded} ok, {self.failed} failed"
             f"{extra}) in "
-            f"{self.wall_time:.2f}s: {self.items_per_second:.1f} items/s, "
-            f"{self.engine_calls} engine calls in {self.batches} batches, "
-            f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
-            f"(fill {self.mean_batch_fill:.0%}{cap}){cost}"
+            f"{self.wall_time:.2f}s: {self.items_per_second:.1f} items/s, {calls}{cost}"
         )
 
 

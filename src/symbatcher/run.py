@@ -204,6 +204,7 @@ class Run:
             cost=ctx.spent if ctx else 0.0,
             status=self.status,
             engine_calls=d.engine_calls if d else 0,
+            plain_calls=d.plain_calls if d else 0,
             batches=d.batches if d else 0,
             batch_size=self._batch_size,
             max_inflight_batches=self._cap_shown,
