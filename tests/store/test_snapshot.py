@@ -38,3 +38,28 @@ def test_the_snapshot_of_a_big_run_is_written_without_holding_its_items(tmp_path
     _, peak = peak_bytes(lambda: write_snapshot(store, sink))  # type: ignore[arg-type]
     assert sink.size > 2_000_000  # 20,000 items, about 150 characters each
     assert peak < 1_000_000, peak  # snapshot() holds them all: about 10 MB here
+
+
+def test_a_slow_reader_of_the_snapshot_does_not_keep_a_run_s_log_from_being_reset(
+    tmp_path: Path,
+) -> None:
+    """Whoever consumes ``status --json`` (a pager, say) may take its time. A read held
+    open that long would keep a run that goes on from resetting its write-ahead log."""
+    import sqlite3
+
+    run = big_run(tmp_path / "run", 5_000)
+    writer = sqlite3.connect(run / "state.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    resets: list[int] = []
+
+    class _Slow(_Sink):
+        def write(self, text: str) -> int:
+            if self.size < 100_000 <= self.size + len(text):  # a few hundred items in
+                writer.execute("UPDATE items SET cost = 0.002 WHERE idx = 4999")  # the run
+                busy = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                resets.append(busy)
+            return super().write(text)
+
+    write_snapshot(SQLiteStore(run), _Slow())
+    writer.close()
+    assert resets == [0]  # 1 (busy): a reader held the log

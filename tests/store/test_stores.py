@@ -101,6 +101,52 @@ def test_finished_reads_a_page_in_index_order(store: RunStore) -> None:
     assert store.finished(start=6) == {}
 
 
+def test_items_started_out_of_order_read_in_order_from_any_start(store: RunStore) -> None:
+    import random
+
+    indices = list(range(1500))
+    random.Random(7).shuffle(indices)
+    for i in indices:
+        _start(store, i)
+    for i in indices:  # a third stay running; the last finish is durable after every start
+        if i % 3:
+            _finish(store, i, "failed" if i % 3 == 1 else "succeeded")
+    assert [r.index for r in store.items()] == list(range(1500))  # over several chunks
+    assert [r.index for r in store.items(start=700)] == list(range(700, 1500))
+    assert [r.index for r in store.items(("failed",), 1000)] == list(range(1000, 1500, 3))
+    page = store.finished(("succeeded",), start=2, limit=4)
+    assert list(page) == [2, 5, 8, 11]
+
+
+def test_a_memory_store_read_copies_what_it_returns_not_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Paging a large in-memory run (a retry, a resume, a snapshot) must not cost the run
+    once per page: a read from anywhere copies only the records it hands out."""
+    import copy
+
+    from symbatcher.store import MemoryStore
+    from symbatcher.store import memory as module
+
+    store = MemoryStore()
+    for i in range(20_000):
+        _start(store, i)
+    copies = 0
+    original = copy.copy
+
+    def counted(record: ItemRecord) -> ItemRecord:
+        nonlocal copies
+        copies += 1
+        return original(record)
+
+    monkeypatch.setattr(module.copy, "copy", counted)
+    reader = store.items(start=15_000)
+    assert [next(reader).index for _ in range(3)] == [15_000, 15_001, 15_002]
+    reader.close()
+    assert copies <= 512  # one chunk
+    assert len(store.finished(("running",), start=19_990)) == 10
+
+
 def test_meta_merges(store: RunStore) -> None:
     assert store.read_meta() == {}
     store.write_meta({"run_id": "a", "total": 3})

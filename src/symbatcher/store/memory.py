@@ -1,8 +1,15 @@
-"""A run store in memory: the same interface, nothing survives the process (tests, demos)."""
+"""A run store in memory: the same interface, nothing survives the process (tests, demos).
+
+Indices are kept sorted beside the records (items arrive nearly in order, so an insert is
+an append), so a read from ``start`` finds its place by bisection and copies only what it
+returns: reading a run a page at a time costs the pages, not the run once per page.
+"""
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -16,6 +23,7 @@ class MemoryStore(RunStore):
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = {}
         self._items: dict[int, ItemRecord] = {}
+        self._order: list[int] = []  # the indices in _items, sorted
 
     def open(self) -> None:
         return None
@@ -36,6 +44,10 @@ class MemoryStore(RunStore):
             row = self._items.get(record.index)
             if row is None:
                 row = self._items[record.index] = copy.copy(record)
+                if self._order and record.index < self._order[-1]:
+                    bisect.insort(self._order, record.index)
+                else:
+                    self._order.append(record.index)
             row.fingerprint, row.input = record.fingerprint, record.input
             row.job, row.started_at = record.job, record.started_at
             row.status, row.result = "running", None
@@ -65,23 +77,29 @@ class MemoryStore(RunStore):
         self, statuses: tuple[str, ...] = FINISHED, start: int = 0, limit: int | None = None
     ) -> dict[int, tuple[str, str]]:
         with self._lock:
-            rows = [
-                (i, (r.status, r.fingerprint))
-                for i, r in sorted(self._items.items())
-                if i >= start and r.status in statuses
-            ]
-        return dict(rows[:limit])
+            rows = (self._items[i] for i in self._from(start))
+            chosen = (r for r in rows if r.status in statuses)
+            return {r.index: (r.status, r.fingerprint) for r in itertools.islice(chosen, limit)}
 
     def items(
         self, statuses: tuple[str, ...] | None = None, start: int = 0
     ) -> Iterator[ItemRecord]:
-        with self._lock:
-            rows = [
-                copy.copy(r)
-                for i, r in sorted(self._items.items())
-                if i >= start and (not statuses or r.status in statuses)
-            ]
-        yield from rows
+        """Copies of the records, a chunk per hold of the lock, so a reader that stops
+        early costs what it read."""
+        while True:
+            with self._lock:
+                rows = (self._items[i] for i in self._from(start))
+                chosen = (r for r in rows if not statuses or r.status in statuses)
+                chunk = [copy.copy(r) for r in itertools.islice(chosen, 512)]
+            yield from chunk
+            if len(chunk) < 512:
+                return
+            start = chunk[-1].index + 1
+
+    def _from(self, start: int) -> Iterator[int]:
+        """The indices from ``start`` on, in order (under the lock)."""
+        order = self._order
+        return map(order.__getitem__, range(bisect.bisect_left(order, start), len(order)))
 
     def totals(self) -> StoreTotals:
         with self._lock:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from symbatcher.store.base import FAILED, PENDING, RUNNING, SUCCEEDED, RunStore
+from symbatcher.store.pages import paged
 from symbatcher.store.sqlite import SQLiteStore
 
 
@@ -26,9 +27,15 @@ def _job_status(counts: Counter[str], size: int) -> str:
 
 def _items(store: RunStore, total: Any) -> Iterator[dict[str, Any]]:
     """Every item's entry in index order, those the run never reached (up to ``total``,
-    when known) as pending: one at a time, so a run of millions can be written out."""
+    when known) as pending: one at a time, so a run of millions can be written out.
+
+    Read a page at a time, each its own short read: whoever consumes the output (a pipe
+    into a pager, a slow client) would otherwise hold one read open for as long as it
+    takes, and a run going on could not reset its log meanwhile. Each item is as it was
+    when its page was read.
+    """
     expected = 0
-    for record in store.items():
+    for record in paged(store, ()):
         if isinstance(total, int):
             yield from map(_pending, range(expected, min(record.index, total)))
         expected = record.index + 1
