@@ -35,6 +35,13 @@ class Named(Expression):
         return Symbol(review["text"]).query("Summarize")
 
 
+class Interrupted(Expression):
+    def forward(self, input, **kwargs):
+        if input == "item-3" and os.path.exists("interrupt"):
+            raise KeyboardInterrupt  # as a Ctrl-C would
+        return Symbol(str(input)).query("Summarize")
+
+
 class Blocked(Expression):
     def forward(self, input, **kwargs):
         if os.path.exists("blocked"):
@@ -485,3 +492,43 @@ def test_a_service_with_no_engine_or_a_bad_import_does_not_start(
     assert main(["serve", "--dir", "svc", "--import", "no_such_module_x"]) == 2
     assert "cannot import 'no_such_module_x' (--import)" in capsys.readouterr().err
     assert not (tmp_path / "svc").exists()
+
+
+def test_retry_runs_the_failed_items_and_those_an_interruption_left_running(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(8)])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main(run) == 0
+    with sqlite3.connect(tmp_path / "run" / "state.sqlite") as conn:  # as a Ctrl-C leaves it
+        conn.execute("UPDATE items SET status = 'running', result = NULL WHERE idx IN (2, 5)")
+    conn.close()
+    engine.reset()
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert sorted(c.split("item-")[1][0] for c in engine.calls) == ["2", "5"]
+    assert main(["status", "run"]) == 0
+    assert "8 items: 8 succeeded, 0 failed, 0 pending" in capsys.readouterr().out
+    assert main(["retry", "run"]) == 0
+    assert "no failed or interrupted items" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(8)])
+    run = ["run", f"{pipelines}:Interrupted", str(data), "--run-dir", "run", "--workers", "1"]
+    (tmp_path / "interrupt").touch()
+    assert main([*run, "--progress", "off"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; what finished is kept, run the same command to resume" in err
+    assert main(["status", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "8 items: 3 succeeded, 0 failed, 5 pending" in out  # item 3 did not fail
+    (tmp_path / "interrupt").unlink()
+    engine.reset()
+    assert main([*run, "--progress", "off"]) == 0  # the same command
+    assert engine.call_count == 5  # item 3 and the four never reached
+    assert main(["status", "run"]) == 0
+    assert "8 items: 8 succeeded, 0 failed, 0 pending" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,6 +182,41 @@ def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(
         assert not [t.name for t in threading.enumerate() if t not in before]
         assert engine.call_count == 1  # "step two" was refused
         assert registered() is engine
+
+
+def test_an_item_cut_short_by_ctrl_c_is_not_failed_and_a_resume_runs_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its second call was refused because the run stopped: that is no failure of the item
+    (recorded failed, a resume would skip it, and only a retry would run it again)."""
+    from symbatcher.hooks import Checkpoint
+    from symbatcher.store import SQLiteStore
+
+    stopped = _cancel_tells(monkeypatch)
+
+    def press_ctrl_c_then_answer() -> None:
+        engine.entered.wait(timeout=60)
+        ctrl_c.main_thread_waits_in("collect", not_in="start")
+        ctrl_c.press()
+        stopped.wait(timeout=60)
+        engine.release.set()
+
+    with use_engine(_HeldFirstCall()) as engine:
+        presser = threading.Thread(target=press_ctrl_c_then_answer)
+        presser.start()
+        with pytest.raises(KeyboardInterrupt):
+            BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])(
+                expr=_TwoSteps, dataset=["<only>"], num_workers=1
+            )
+        presser.join()
+        assert engine.call_count == 1  # step two was refused
+    [record] = SQLiteStore(tmp_path / "run").items()
+    assert record.status == "running" and record.error_type is None
+    with use_engine(SimulatedEngine()) as again:
+        [answer] = BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])(
+            expr=_TwoSteps, dataset=["<only>"]
+        )
+    assert again.call_count == 2 and "step two" in str(answer)
 
 
 def test_workers_left_by_a_second_ctrl_c_send_no_further_calls(

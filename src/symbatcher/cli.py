@@ -140,11 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"symbatcher: {exc}", file=sys.stderr)
         return 2
     except Terminated:
-        print("symbatcher: terminated", file=sys.stderr)
+        print(f"symbatcher: terminated{_resume_hint(args)}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("symbatcher: interrupted", file=sys.stderr)
+        print(f"symbatcher: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What a stopped ``run`` or ``retry`` left, and how to go on."""
+    if args.command not in ("run", "retry"):
+        return ""
+    return "; what finished is kept, run the same command to resume"
 
 
 def _demo(args: argparse.Namespace) -> int:

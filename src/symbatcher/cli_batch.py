@@ -80,7 +80,9 @@ def add_commands(commands: Any) -> None:
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true", help="the full snapshot as JSON")
 
-    retry = commands.add_parser("retry", help="run the failed items of a run again")
+    retry = commands.add_parser(
+        "retry", help="run the failed items of a run again, and those an interruption cut short"
+    )
     retry.add_argument("run_dir")
     retry.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
 
@@ -447,7 +449,7 @@ def config_schema_command(args: argparse.Namespace) -> int:
 
 def retry_command(args: argparse.Namespace) -> int:
     from symbatcher.data import DataFormatError
-    from symbatcher.store.base import FAILED
+    from symbatcher.store.base import FAILED, RUNNING
     from symbatcher.store.codec import loads
     from symbatcher.store.pages import paged
     from symbatcher.store.sqlite import SQLiteStore
@@ -457,8 +459,9 @@ def retry_command(args: argparse.Namespace) -> int:
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         raise CommandError(f"no run state in {run_dir}: nothing to retry")
-    if not store.totals().failed:
-        print("symbatcher: no failed items", file=sys.stderr)
+    totals = store.totals()
+    if not totals.failed and not totals.running:
+        print("symbatcher: no failed or interrupted items", file=sys.stderr)
         return EXIT_OK
     with run_engine(command.get("engine") or {}):
         total = store.read_meta().get("total")
@@ -467,7 +470,9 @@ def retry_command(args: argparse.Namespace) -> int:
         reread = _reread_bad_records(command, bad, total) if bad else {}
         failed = (
             (r.index, reread[r.index] if r.index in reread else loads(r.input))
-            for r in paged(store, (FAILED,))
+            # and the items an interrupted run (or retry) left running: what a user means
+            # by running the rest again
+            for r in paged(store, (FAILED, RUNNING))
         )
         stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
         return _finish(run_dir, stats.status)

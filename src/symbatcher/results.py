@@ -34,8 +34,9 @@ class ItemError:
 
 @dataclass(frozen=True)
 class ItemPending:
-    """Stands in the slot of an item the run took but did not start (e.g. the budget was
-    reached); a resumed run starts it."""
+    """Stands in the slot of an item the run took but did not finish: not started (the
+    budget was reached), or cut short when the run stopped (Ctrl-C, ``fail_fast``, the
+    consumer leaving) while its call waited; a resumed run runs it."""
 
     index: int
     reason: str
@@ -57,7 +58,7 @@ class RunStats:
     batch_size: int = 1
     max_inflight_batches: int | None = None  # the cap the run used (given or the engine's)
     wall_time: float = 0.0
-    pending: int = 0  # taken but not started (budget reached)
+    pending: int = 0  # taken but not finished (budget reached, or cut short by a stop)
     restored: int = 0  # outcomes replayed from an earlier run (resume), not run again
     tokens: int = 0
     cost: float = 0.0  # USD, earlier runs of a resumed run included

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
 from symbatcher.engine_lookup import fast_engine_lookup
-from symbatcher.errors import DatasetError
+from symbatcher.errors import DatasetError, RunCancelledError
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
@@ -541,13 +541,18 @@ class Run:
                 return index, restored
         return None
 
-    def _item_failed(self, index: int, exc: BaseException) -> ItemError:
-        """The item's error slot; ``fail_fast`` (or a KeyboardInterrupt and the like) also
-        stops the run."""
-        outcome = ItemError.from_exception(index, exc)
+    def _item_failed(self, index: int, exc: BaseException) -> ItemError | ItemPending:
+        """The item's error slot; ``fail_fast`` also stops the run. An item cut short by a
+        stop (a KeyboardInterrupt or the like in it, which stops the run and is raised; or
+        a call the stopping run refused: Ctrl-C, fail_fast, the consumer leaving) did not
+        fail: it is pending, and a resume runs it again."""
         if not isinstance(exc, Exception):
             self._fail(exc, cancel=True)
-        elif self._error_handling == "fail_fast" and not self._stopping:
+            return ItemPending(index, f"the run stopped ({type(exc).__name__}) in the item")
+        if self._dispatcher is not None and self._dispatcher.cancelled and _cut_short(exc):
+            return ItemPending(index, "the run stopped before the item finished")
+        outcome = ItemError.from_exception(index, exc)
+        if self._error_handling == "fail_fast" and not self._stopping:
             exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
             self._fail(exc, cancel=True)
         return outcome
@@ -667,7 +672,10 @@ class _Worker:
         hooks, ctx = run._hooks, run.context
         assert hooks is not None and ctx is not None and context is not None
         self.context = None
-        ctx.item_finished(context, failed=isinstance(outcome, ItemError))
+        if isinstance(outcome, ItemPending):
+            ctx.item_cut_short()  # hooks still see it; a Checkpoint does not record it
+        else:
+            ctx.item_finished(context, failed=isinstance(outcome, ItemError))
         pending: list[Future[Any]] = []
         try:
             pending = hooks.item_done(context, outcome)
@@ -686,3 +694,15 @@ class _Worker:
         backlog.add(pending, ctx.idle)
         waited = pending[0] if len(pending) == 1 else _when_all(pending)
         waited.add_done_callback(lambda done: run._durable(index, outcome, done, backlog))
+
+
+def _cut_short(exc: BaseException) -> bool:
+    """Whether ``exc`` comes of a refusal by a stopped run (its own or a cause of it)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RunCancelledError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

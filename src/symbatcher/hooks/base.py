@@ -166,6 +166,11 @@ class RunContext:
         with self._lock:
             self.in_flight += 1
 
+    def item_cut_short(self) -> None:
+        """An item in flight the run's stop cut short: not done, it runs again on resume."""
+        with self._lock:
+            self.in_flight -= 1
+
     def item_finished(self, item: ItemContext, failed: bool) -> None:
         with self._lock:
             self.in_flight -= 1

@@ -21,7 +21,7 @@ from typing import Any
 from symbatcher.errors import RunMismatchError
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, Restored, RunContext
 from symbatcher.hooks.cost import Cost
-from symbatcher.results import ItemError
+from symbatcher.results import ItemError, ItemPending
 from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunStore
 from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
 from symbatcher.store.sqlite import SQLiteStore, Synchronous
@@ -233,9 +233,12 @@ class Checkpoint(Hook):
                 call.item.index, record.prompt_tokens, record.completion_tokens, record.cost
             )
 
-    def on_item_done(self, item: ItemContext, outcome: Any) -> Future[None]:
+    def on_item_done(self, item: ItemContext, outcome: Any) -> Future[None] | None:
         """The record goes to the store's writer; the run hands the outcome on when the
-        returned future says it is durable."""
+        returned future says it is durable. An item the run's stop cut short stays as it
+        was stored at its start (running), which a resume runs again."""
+        if isinstance(outcome, ItemPending):
+            return None
         assert item.fingerprint is not None
         fields: dict[str, Any]
         if isinstance(outcome, ItemError):
