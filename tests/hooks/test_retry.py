@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -104,12 +105,22 @@ class _FailOnceItem0Waits(TestExpression):
         return super().forward(input, **kwargs)
 
 
-def test_a_waiting_retry_wakes_when_the_run_is_cancelled(engine: SimulatedEngine) -> None:
+def test_a_waiting_retry_wakes_when_the_run_is_cancelled(
+    engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    """... and its item, whose next try the stop prevented, is not recorded as failed: a
+    resume tries it again."""
+    from symbatcher.hooks import Checkpoint
+    from symbatcher.store import SQLiteStore
+
     engine.fail_on = "item0\n"
     engine.fail_status = 503
     _SignallingBackoff.waiting.clear()
     retry = Retry(attempts=2, backoff=_SignallingBackoff())
-    scheduler = BatchScheduler(hooks=[retry], error_handling="fail_fast")
+    hooks = [Checkpoint(tmp_path / "run"), retry]
+    scheduler = BatchScheduler(hooks=hooks, error_handling="fail_fast")
     with pytest.raises(ValueError, match="permanent failure while item0 waits"):
         scheduler(expr=_FailOnceItem0Waits, dataset=["item0", "item1"], num_workers=2)
     assert retry.retries == 1 and engine.call_count == 1
+    stored = {r.index: (r.status, r.error_type) for r in SQLiteStore(tmp_path / "run").items()}
+    assert stored == {0: ("running", None), 1: ("failed", "ValueError")}

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from symbatcher.checks import positive_int
-from symbatcher.errors import SymbatcherError
+from symbatcher.errors import RunCancelledError, SymbatcherError
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
 from symbatcher.overrides import EngineOverride
 
@@ -120,8 +120,8 @@ class Retry(Hook):
                 wait = self._wait(attempt, exc)
                 with self._rng_lock:
                     self.retries += 1
-                if not item.wait(wait):
-                    raise
+                if not item.wait(wait):  # the run stopped: cut short, not failed
+                    raise RunCancelledError("the run stopped before the item's next try") from exc
                 attempt += 1
 
     def _wait(self, attempt: int, exc: BaseException) -> float:
@@ -219,4 +219,4 @@ class CallRetry(Hook):
                 if asked is not None:
                     wait = max(wait, asked)
                 if self._run is not None and not self._run.wait(min(wait, self.max_wait)):
-                    raise
+                    raise RunCancelledError("the run stopped before the call's next try") from exc
