@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class SymbatcherError(Exception):
     """Base class of every error symbatcher raises itself."""
@@ -37,3 +39,13 @@ class RunMismatchError(SymbatcherError):
 
 class StoreError(SymbatcherError):
     """The run store could not record state; the run stops rather than lose work."""
+
+
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during, outermost first (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
 from symbatcher.engine_lookup import fast_engine_lookup
-from symbatcher.errors import DatasetError, RunCancelledError
+from symbatcher.errors import DatasetError, RunCancelledError, error_chain
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
@@ -698,11 +698,4 @@ class _Worker:
 
 def _cut_short(exc: BaseException) -> bool:
     """Whether ``exc`` comes of a refusal by a stopped run (its own or a cause of it)."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        if isinstance(error, RunCancelledError):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(error, RunCancelledError) for error in error_chain(exc))

@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from symbatcher.checks import positive_int
-from symbatcher.errors import RunCancelledError, SymbatcherError
+from symbatcher.errors import RunCancelledError, SymbatcherError, error_chain
 from symbatcher.hooks.base import CallContext, Hook, ItemContext, RunContext
 from symbatcher.overrides import EngineOverride
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 529})
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -39,7 +30,7 @@ def is_transient(exc: BaseException) -> bool:
     An exception may say so itself with a ``transient`` attribute; else its
     ``status_code`` decides; else transport-level errors are transient and the rest not.
     """
-    for error in _chain(exc):
+    for error in error_chain(exc):
         if isinstance(error, SymbatcherError):
             return False
         flag = getattr(error, "transient", None)
@@ -55,7 +46,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def retry_after(exc: BaseException) -> float | None:
     """The wait a server asked for (symai's ``EngineRateLimitError.retry_after``)."""
-    for error in _chain(exc):
+    for error in error_chain(exc):
         value = getattr(error, "retry_after", None)
         if isinstance(value, int | float) and value >= 0:
             return float(value)
@@ -135,7 +126,7 @@ class Retry(Hook):
 
 def is_rate_limit(exc: BaseException) -> bool:
     """A 429: the provider asks us to slow down (symai's ``EngineRateLimitError``)."""
-    return any(getattr(error, "status_code", None) == 429 for error in _chain(exc))
+    return any(getattr(error, "status_code", None) == 429 for error in error_chain(exc))
 
 
 #: symai's transport retries each HTTP request itself (twice, asleep in the worker). While
