@@ -532,3 +532,30 @@ def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
     assert engine.call_count == 5  # item 3 and the four never reached
     assert main(["status", "run"]) == 0
     assert "8 items: 8 succeeded, 0 failed, 0 pending" in capsys.readouterr().out
+
+
+def test_engine_timeout_fails_a_stalled_request_and_retry_keeps_it(
+    pipelines: str, local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local_server.configure(slow_rate=1.0, slow_latency=3.0)  # a server that stalls
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b"])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    url = ["--engine-url", local_server.url, "--engine-timeout", "0.2", "--retries", "1"]
+    assert main([*run, *url]) == 1  # not a wait of 3 s per request: failed, named
+    assert "2 failed with EngineTransportError" in capsys.readouterr().err
+    stored = json.loads((tmp_path / "run" / "command.json").read_text(encoding="utf-8"))
+    assert stored["engine"]["timeout"] == 0.2
+    local_server.configure(slow_rate=0.0)
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert local_server.stats()["ok"] == 2
+
+
+def test_engine_timeout_without_a_server_is_refused(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["run", f"{pipelines}:Echo", "in.jsonl", "--run-dir", "run", "--engine-timeout", "5"]
+    assert main(run) == 2
+    assert "--engine-timeout for --engine-url" in capsys.readouterr().err
+    assert main(["serve", "--dir", "svc", "--engine-timeout", "5"]) == 2
+    assert "--engine-timeout applies to --engine-url" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "svc").exists()

@@ -7,6 +7,7 @@ from symai.functional import EngineRepository
 
 from symbatcher.local import registered
 from symbatcher.testing import SimulatedEngine
+from symbatcher.testing.server import LocalServer
 
 
 def test_registered_puts_back_what_each_name_held_also_after_an_exception() -> None:
@@ -19,3 +20,14 @@ def test_registered_puts_back_what_each_name_held_also_after_an_exception() -> N
             raise RuntimeError("boom")
         assert EngineRepository.get("neurosymbolic") is before
         assert "symbatcher_x" not in EngineRepository()._engines  # it held nothing before
+
+
+def test_an_engine_for_a_server_has_a_request_timeout_unless_told_one(
+    local_server: LocalServer,
+) -> None:
+    """symai's own client has none: a stalled server would hold its call forever."""
+    from symbatcher.local import DEFAULT_TIMEOUT, local_engine
+
+    for kind in ("vllm", "llamacpp"):
+        assert local_engine(local_server.url, kind).client_timeout == DEFAULT_TIMEOUT
+        assert local_engine(local_server.url, kind, timeout=2.5).client_timeout == 2.5

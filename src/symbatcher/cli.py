@@ -9,14 +9,17 @@ from contextlib import ExitStack
 from typing import Any
 
 from symbatcher.cli_batch import (
+    TIMEOUT_HELP,
     add_commands,
     config_schema_command,
     export_command,
+    only_with_url,
     retry_command,
     run_command,
     serve_command,
     server_url,
     status_command,
+    timeout_seconds,
 )
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "symai's own engine for it, e.g. http://127.0.0.1:8000",
     )
     demo.add_argument("--engine-kind", choices=KINDS, default="vllm", help="with --engine-url")
+    demo.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     demo.add_argument("--items", type=_positive, default=None, help="only the first N reviews")
     demo.add_argument("--workers", type=_positive, default=64)
     demo.add_argument("--batch-size", type=_positive, default=16)
@@ -161,12 +165,15 @@ def _demo(args: argparse.Namespace) -> int:
     from symbatcher.demo import ReviewDigest, demo_reviews, demo_size
     from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
 
+    only_with_url(args)
     total = min(args.items, demo_size()) if args.items else demo_size()
     with ExitStack() as stack:
         if args.engine_url:
             from symbatcher.local import serving
 
-            stack.enter_context(serving(args.engine_url, args.engine_kind))
+            stack.enter_context(
+                serving(args.engine_url, args.engine_kind, timeout=args.engine_timeout)
+            )
             print(
                 f"engine: symai's {args.engine_kind} engine at {args.engine_url}", file=sys.stderr
             )

@@ -71,6 +71,7 @@ def add_commands(commands: Any) -> None:
         "http://127.0.0.1:8000, with symai's own engine for it; no symai config needed",
     )
     run.add_argument("--engine-kind", choices=KINDS, help="the server behind --engine-url (vllm)")
+    run.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     run.add_argument(
         "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
@@ -117,6 +118,32 @@ def add_commands(commands: Any) -> None:
         default="vllm",
         help="the server behind --engine-url (vllm)",
     )
+    serve.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
+
+
+TIMEOUT_HELP = (
+    "seconds a request to --engine-url may take before it fails and is retried (default "
+    "600; symai's own client would wait on a stalled server forever)"
+)
+
+
+def timeout_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+def only_with_url(args: argparse.Namespace) -> None:
+    """``--engine-timeout`` is for the server of ``--engine-url``; alone it would do nothing."""
+    if args.engine_timeout is not None and not args.engine_url:
+        raise CommandError(
+            "--engine-timeout applies to --engine-url's server; symai's configured engines "
+            "take theirs from symai's config"
+        )
 
 
 def _positive(text: str) -> int:
@@ -335,7 +362,7 @@ def _settings(args: argparse.Namespace) -> Any:
     }
     merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
     merged["prices"] = {**merged["prices"], **dict(args.price or [])}
-    engine = {"url": args.engine_url, "kind": args.engine_kind}
+    engine = {"url": args.engine_url, "kind": args.engine_kind, "timeout": args.engine_timeout}
     merged["engine"] = {**merged["engine"], **{k: v for k, v in engine.items() if v is not None}}
     try:
         settings = RunConfig.model_validate(merged)
@@ -412,6 +439,7 @@ def serve_command(args: argparse.Namespace) -> int:
         raise CommandError(
             f"the service needs the server extra: pip install 'symbatcher[server]' ({exc})"
         ) from None
+    only_with_url(args)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
     for module in args.imports:  # here, to name a bad one without a traceback
@@ -425,7 +453,9 @@ def serve_command(args: argparse.Namespace) -> int:
             from symbatcher.local import serving
             from symbatcher.pricing import FREE
 
-            stack.enter_context(serving(args.engine_url, args.engine_kind))
+            stack.enter_context(
+                serving(args.engine_url, args.engine_kind, timeout=args.engine_timeout)
+            )
             default_price = FREE  # a self-hosted server: no per-token bill
         serve(
             args.dir,

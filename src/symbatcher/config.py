@@ -22,6 +22,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from symbatcher.dispatch import DEFAULT_LINGER
@@ -65,7 +66,9 @@ class EngineSettings(BaseModel):
         default="vllm", description="which of symai's engines talks to `url`"
     )
     timeout: PositiveFloat | None = Field(
-        default=None, description="seconds a request to `url` may take (default: symai's)"
+        default=None,
+        description="seconds a request to `url` may take (default 600; symai's own client "
+        "has no limit)",
     )
 
     @field_validator("url")
@@ -74,6 +77,15 @@ class EngineSettings(BaseModel):
         if url is not None:
             server_address(url)  # a ValueError names the URL
         return url
+
+    @model_validator(mode="after")
+    def _timeout_for_a_url(self) -> EngineSettings:
+        if self.timeout is not None and self.url is None:
+            raise ValueError(
+                "timeout is for the server at url (--engine-timeout for --engine-url); "
+                "symai's configured engines take theirs from symai's config"
+            )
+        return self
 
 
 class RunConfig(BaseModel):

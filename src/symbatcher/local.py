@@ -56,6 +56,11 @@ def check_server(url: str, kind: str = "vllm", *, timeout: float = 5.0) -> None:
         ) from None
 
 
+#: seconds a request to a self-hosted server may take unless told otherwise: room for a
+#: long generation on a loaded server, but an end to a stalled one
+DEFAULT_TIMEOUT = 600.0
+
+
 @contextmanager
 def serving(
     url: str,
@@ -100,7 +105,13 @@ def local_engine(
     max_retries: int | None = None,
     api_key: str | None = None,
 ) -> Any:
-    """A symai chat engine (``VLLMEngine`` or ``LlamaCppEngine``) that talks to ``url``."""
+    """A symai chat engine (``VLLMEngine`` or ``LlamaCppEngine``) that talks to ``url``.
+
+    ``timeout`` (seconds per request) defaults to :data:`DEFAULT_TIMEOUT`: symai's own
+    client has none, so a server that stalls would hold its call, and its item, forever.
+    """
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     host, port = server_address(url)
