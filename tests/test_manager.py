@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -61,9 +62,12 @@ def test_run_again_resumes_and_retry_failed_reruns_only_failures(
     assert manager.run(print_progress=False).failed == 2
     assert engine.call_count == 60  # the second run() had nothing to do
     engine.fail_on = None
+    with sqlite3.connect(tmp_path / "run" / "state.sqlite") as conn:  # as a Ctrl-C leaves it
+        conn.execute("UPDATE items SET status = 'running', result = NULL WHERE idx = 3")
+    conn.close()
     stats = manager.retry_failed(print_progress=False)
     assert (stats.succeeded, stats.failed, stats.status) == (60, 0, "completed")
-    assert engine.call_count == 62
+    assert engine.call_count == 63  # the two failed, and the one left running
     assert "item42\n" in list(manager.results())[42]
 
 

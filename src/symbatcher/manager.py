@@ -28,7 +28,7 @@ from symbatcher.pricing import PriceLike
 from symbatcher.results import ItemError, RunStats
 from symbatcher.run import ErrorHandling
 from symbatcher.scheduler import BatchScheduler
-from symbatcher.store.base import FAILED, SUCCEEDED, ItemRecord
+from symbatcher.store.base import FAILED, RUNNING, SUCCEEDED, ItemRecord
 from symbatcher.store.codec import loads
 from symbatcher.store.pages import paged
 from symbatcher.store.snapshot import snapshot
@@ -144,12 +144,14 @@ class BatchManager:
         print_progress: bool = True,
         on_progress: Callable[[ProgressEvent], None] | None = None,
     ) -> ManagerStats:
-        """Run the items that failed once more, from their inputs in the store."""
+        """Run the items that failed once more, and those an interruption left running,
+        from their inputs in the store."""
         store = SQLiteStore(self.state_path)
         if not store.path.is_file():
             raise FileNotFoundError(f"no run state at {store.path}: nothing to retry")
-        if store.totals().failed:
-            failed = ((r.index, loads(r.input)) for r in paged(store, (FAILED,)))
+        totals = store.totals()
+        if totals.failed or totals.running:
+            failed = ((r.index, loads(r.input)) for r in paged(store, (FAILED, RUNNING)))
             checkpoint = Checkpoint(self.state_path, retry_failed=True)
             self._execute(failed, checkpoint, print_progress, on_progress, 0.5, indexed=True)
         return self.stats
