@@ -14,6 +14,7 @@ from symbatcher.cli_batch import (
     config_schema_command,
     export_command,
     only_with_url,
+    positive,
     retry_command,
     run_command,
     serve_command,
@@ -62,12 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--engine-kind", choices=KINDS, default="vllm", help="with --engine-url")
     demo.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
-    demo.add_argument("--items", type=_positive, default=None, help="only the first N reviews")
-    demo.add_argument("--workers", type=_positive, default=64)
-    demo.add_argument("--batch-size", type=_positive, default=16)
+    demo.add_argument("--items", type=positive, default=None, help="only the first N reviews")
+    demo.add_argument("--workers", type=positive, default=64)
+    demo.add_argument("--batch-size", type=positive, default=16)
     demo.add_argument(
         "--max-inflight-batches",
-        type=_positive,
+        type=positive,
         default=None,
         help="batches out at the engine at once (default: what the engine declares it "
         "serves at once, else no cap); a cap makes batches fill",
@@ -97,13 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--show", type=int, default=2, help="print the first N results")
     add_commands(commands)
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _non_negative(text: str) -> int:

@@ -98,7 +98,7 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--dir", default="symbatcher-service", help="queue and job state")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=_positive, default=2, help="jobs run at once")
+    serve.add_argument("--workers", type=positive, default=2, help="jobs run at once")
     serve.add_argument("--lease", type=float, default=30.0, help="seconds a claim lasts")
     serve.add_argument(
         "--import", dest="imports", action="append", default=[], help="a module with @register"
@@ -146,7 +146,7 @@ def only_with_url(args: argparse.Namespace) -> None:
         )
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
