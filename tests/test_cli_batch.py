@@ -179,6 +179,84 @@ def test_stdin(
     assert (tmp_path / "run" / "input.jsonl").is_file()  # kept, so the run can resume
 
 
+def _stdin(monkeypatch: pytest.MonkeyPatch, items: list[str]) -> None:
+    text = "".join(json.dumps(item) + "\n" for item in items)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+def test_a_run_the_directory_refuses_leaves_what_retry_of_its_run_reads(
+    pipelines: str,
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second ``run`` into a directory of another run (other data on stdin, another
+    expression) is refused; it must not replace that run's command or copy of stdin."""
+    (tmp_path / "blocked").touch()
+    _stdin(monkeypatch, ["x", "y", "z"])
+    run = ["run", "-", "--run-dir", "run", "--retries", "1", "--progress", "off"]
+    assert main([run[0], f"{pipelines}:Blocked", *run[1:]]) == 1
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if "json" in p.name}
+    assert set(kept) == {"command.json", "input.jsonl"}
+    capsys.readouterr()
+
+    _stdin(monkeypatch, ["other"])
+    assert main([run[0], f"{pipelines}:Blocked", *run[1:]]) == 2
+    assert "item 0 of the dataset differs" in capsys.readouterr().err
+    data = write_jsonl(tmp_path / "in.jsonl", ["x", "y", "z"])
+    assert main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "another expression" in err and "--force on the command line" in err
+    now = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if "json" in p.name}
+    assert now == kept  # nothing replaced, and no copy of the refused stdin left behind
+    assert engine.call_count == 0
+
+    (tmp_path / "blocked").unlink()
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert engine.call_count == 3
+    assert main(["export", "run"]) == 0
+    rows = lines(tmp_path / "run" / "results.jsonl")
+    assert [(r["input"], r["status"]) for r in rows] == [
+        ("x", "succeeded"),
+        ("y", "succeeded"),
+        ("z", "succeeded"),
+    ]
+
+
+def test_a_resume_with_more_items_on_stdin_keeps_the_longer_copy(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = ["run", f"{pipelines}:Echo", "-", "--run-dir", "run", "--progress", "off"]
+    _stdin(monkeypatch, ["a", "b"])
+    assert main(run) == 0
+    _stdin(monkeypatch, ["a", "b", "c"])
+    assert main(run) == 0
+    assert engine.call_count == 3
+    copy = (tmp_path / "run" / "input.jsonl").read_text(encoding="utf-8")
+    assert copy.split() == ['"a"', '"b"', '"c"']
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.jsonl")) == ["input.jsonl"]
+
+
+def test_a_run_refused_before_it_began_leaves_no_run_directory(
+    pipelines: str,
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", f"{pipelines}:Echo", "missing.jsonl", "--run-dir", "run"]) == 2
+    assert "cannot read missing.jsonl" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'"a"\n{broken\n')))
+    assert main(["run", f"{pipelines}:Echo", "-", "--run-dir", "run"]) == 3
+    assert "stdin, line 2: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()  # a directory the user made stays, empty as it was
+    assert main(["run", f"{pipelines}:Echo", "missing.jsonl", "--run-dir", "mine"]) == 2
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    assert engine.call_count == 0
+
+
 @pytest.mark.parametrize("page", [2, 512])
 def test_retry_runs_every_failed_item_again_reading_them_a_page_at_a_time(
     pipelines: str,

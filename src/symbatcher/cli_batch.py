@@ -290,11 +290,13 @@ def _execute(
     progress: str,
     *,
     indexed: bool = False,
+    hooks: list[Any] | None = None,
 ) -> Any:
     from symbatcher.scheduler import BatchScheduler
 
     expr = bound_expression(load_expression(command["expression"]), command.get("as"))
-    hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
+    if hooks is None:
+        hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
     engine = command.get("engine") or {}
     scheduler = BatchScheduler(
         engine.get("names") or ["neurosymbolic"],
@@ -382,38 +384,53 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Any) -> int:
+    run_dir = Path(settings.run_dir or "symbatcher-run")
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spool: list[Path] = []  # stdin's copy until the run directory takes it
+    try:
+        return _run_in(args, settings, run_dir, spool)
+    finally:
+        for path in spool:
+            path.unlink(missing_ok=True)
+        if made and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # refused before it began: leave nothing behind
+
+
+def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[Path]) -> int:
+    """The run, which keeps what it was asked (``command.json``, stdin's copy) in the run
+    directory only once the directory took it: a run refused there (another expression or
+    dataset, a run in progress) must not overwrite what ``retry`` of the earlier run reads."""
     from symbatcher.config import items_at
     from symbatcher.data import check, format_of, read, spool_stdin
+    from symbatcher.errors import RunMismatchError
+    from symbatcher.store.sqlite import STATE_FILE
 
-    run_dir = Path(settings.run_dir or "symbatcher-run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = Path(settings.items)
+    data, name = Path(settings.items), None
     if settings.items == "-":
-        data = spool_stdin(run_dir).replace(run_dir / STDIN_COPY)
+        data, name = spool_stdin(run_dir), "stdin"
+        spool.append(data)
+    kept_data = run_dir / STDIN_COPY if spool else data
     fmt = format_of(data, args.format)
-    dataset: Any
+    count: int | None = None
     if settings.items_path:
         if fmt != "json":
             raise CommandError("items_path needs a JSON file (.json)")
-        document = json.loads(data.read_text(encoding="utf-8"))
-        dataset = items_at(document, settings.items_path, str(data))
-        count = len(dataset)
     else:
-        count, bad = check(data, fmt)
+        count, bad = check(data, fmt, name=name)
         if bad and settings.on_bad_line == "stop":
             for record in bad[:SHOW_BAD]:
                 print(f"symbatcher: {record.error()}", file=sys.stderr)
             more = f" ({len(bad) - SHOW_BAD} more not shown)" if len(bad) > SHOW_BAD else ""
             print(
-                f"symbatcher: {len(bad)} bad record(s) in {data}{more}; nothing ran. Fix "
-                f"them, or pass --on-bad-line skip to record them as failed items.",
+                f"symbatcher: {len(bad)} bad record(s) in {name or data}{more}; nothing ran. "
+                f"Fix them, or pass --on-bad-line skip to record them as failed items.",
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
-        dataset = read(data, fmt, on_bad="skip")
     command = {
         "expression": settings.expression,
-        "data": str(data.resolve()),
+        "data": str(kept_data.resolve()),
         "format": fmt,
         "as": settings.bind_as,
         "on_bad_line": settings.on_bad_line,
@@ -425,8 +442,35 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
         "prices": settings.prices,
         "engine": settings.engine.model_dump(),
     }
-    (run_dir / COMMAND_FILE).write_text(json.dumps(command, indent=2), encoding="utf-8")
-    stats = _execute(run_dir, {**command, "force": args.force}, dataset, count, args.progress)
+
+    def keep() -> None:
+        if spool:
+            spool.pop().replace(kept_data)
+        kept = {k: v for k, v in command.items() if k != "force"}
+        (run_dir / COMMAND_FILE).write_text(json.dumps(kept, indent=2), encoding="utf-8")
+
+    if not (run_dir / STATE_FILE).exists():
+        keep()  # a new run: nothing to overwrite, and a crash leaves what retry needs
+        data = kept_data
+    dataset: Any
+    if settings.items_path:
+        document = json.loads(data.read_text(encoding="utf-8"))
+        dataset = items_at(document, settings.items_path, str(kept_data))
+        count = len(dataset)
+    else:
+        dataset = read(data, fmt, on_bad="skip", name=name)
+    command["force"] = args.force
+    hooks = _hooks(run_dir, command, args.progress, retry_failed=False)
+    checkpoint = hooks[0]
+    try:
+        stats = _execute(run_dir, command, dataset, count, args.progress, hooks=hooks)
+    except RunMismatchError:
+        raise  # an item of the data differs from the one the directory's run processed
+    except BaseException:
+        if checkpoint.began:
+            keep()
+        raise
+    keep()
     if settings.out:
         _export(run_dir, Path(settings.out), "csv" if settings.out.endswith(".csv") else "jsonl")
     return _finish(run_dir, stats.status)

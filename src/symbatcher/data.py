@@ -70,12 +70,19 @@ def format_of(source: str | Path, format: Format | None = None) -> Format:
     return FORMATS[suffix]
 
 
-def read(source: str | Path, format: Format | None = None, on_bad: OnBad = "stop") -> Iterator[Any]:
-    """The records of ``source`` (a path, or ``"-"`` for stdin), in order."""
+def read(
+    source: str | Path,
+    format: Format | None = None,
+    on_bad: OnBad = "stop",
+    *,
+    name: str | None = None,
+) -> Iterator[Any]:
+    """The records of ``source`` (a path, or ``"-"`` for stdin), in order. ``name`` is what
+    errors call the source (a copy of stdin is "stdin" to the user who piped it)."""
     if on_bad not in ("stop", "skip"):
         raise ValueError(f"on_bad must be 'stop' or 'skip', got {on_bad!r}")
     kind = format_of(source, format)
-    name = "stdin" if str(source) == "-" else str(source)
+    name = name or _name(source)
     with _open(source) as stream:
         for record in _records(stream, kind, name):
             if isinstance(record, BadRecord) and on_bad == "stop":
@@ -83,11 +90,13 @@ def read(source: str | Path, format: Format | None = None, on_bad: OnBad = "stop
             yield record
 
 
-def check(source: str | Path, format: Format | None = None) -> tuple[int, list[BadRecord]]:
+def check(
+    source: str | Path, format: Format | None = None, *, name: str | None = None
+) -> tuple[int, list[BadRecord]]:
     """One pass over ``source``: how many records, and the bad ones (for refusing bad
     input before a run starts). Reads stdin too, so pass a file (see :func:`spool_stdin`)."""
     kind = format_of(source, format)
-    name = "stdin" if str(source) == "-" else str(source)
+    name = name or _name(source)
     count, bad = 0, []
     with _open(source) as stream:
         for record in _records(stream, kind, name):
@@ -104,6 +113,10 @@ def spool_stdin(directory: str | Path | None = None) -> Path:
     ) as handle:
         shutil.copyfileobj(sys.stdin.buffer, handle)
     return Path(handle.name)
+
+
+def _name(source: str | Path) -> str:
+    return "stdin" if str(source) == "-" else str(source)
 
 
 def _open(source: str | Path) -> IO[str]:

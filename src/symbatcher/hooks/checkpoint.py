@@ -26,6 +26,9 @@ from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunSt
 from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
 from symbatcher.store.sqlite import SQLiteStore, Synchronous
 
+#: how a refusal says to go on anyway, from Python and from the command line
+FORCE = "force=True; --force on the command line"
+
 
 def encode_input(item: ItemContext) -> str:
     """The item's input as JSON, its fingerprint set on the item as a side effect."""
@@ -100,18 +103,22 @@ class Checkpoint(Hook):
         self.retry_failed = retry_failed
         self.force = force
         self.resumed = False
+        #: the directory took the run: its lock is held and it holds this expression's run
+        self.began = False
         self._finished: _FinishedPages | None = None
         self._verified = False  # the whole dataset matched: no per-item checks needed
         self._replay: Iterator[ItemRecord] | None = None
 
     # ---------------------------------------------------------------- the run
     def on_start(self, run: RunContext) -> None:
+        self.began = False
         self.store.open()
         try:
             self._begin(run)
         except BaseException:
             self.store.close()
             raise
+        self.began = True
 
     def _begin(self, run: RunContext) -> None:
         meta = self.store.read_meta()
@@ -169,13 +176,13 @@ class Checkpoint(Hook):
             raise RunMismatchError(
                 f"the run in {where} was started with another expression or other "
                 f"parameters ({meta.get('expression')!r}, now {run.expression_fingerprint!r}); "
-                f"use a new run directory, or force=True to continue anyway"
+                f"use a new run directory, or force it ({FORCE}) to go on"
             )
         stored = meta.get("dataset")
         if stored is not None and dataset_fp is not None and stored != dataset_fp:
             raise RunMismatchError(
                 f"the run in {where} was started with another dataset (its items differ); "
-                f"use a new run directory, or force=True to continue anyway"
+                f"use a new run directory, or force it ({FORCE}) to go on"
             )
 
     def restore(self, item: ItemContext) -> Restored | None:
@@ -193,7 +200,7 @@ class Checkpoint(Hook):
             raise RunMismatchError(
                 f"item {item.index} of the dataset differs from the one the run in "
                 f"{self.store.location} processed; the dataset changed. Use a new run "
-                f"directory, or force=True to continue anyway"
+                f"directory, or force it ({FORCE}) to go on"
             )
         if stored_fp != item.fingerprint:
             return None  # forced: run the changed item again
