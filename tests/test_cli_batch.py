@@ -572,6 +572,32 @@ def test_a_service_with_no_engine_or_a_bad_import_does_not_start(
     assert not (tmp_path / "svc").exists()
 
 
+def test_a_service_whose_port_is_taken_starts_nothing(
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second service on a queue folder, its port taken by the first: before, its
+    workers ran the folder's jobs anyway, and it stopped only after they ended."""
+    from symbatcher.queue import JobQueue
+
+    monkeypatch.chdir(tmp_path)
+    queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
+    job = queue.submit("echo", items=["a"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--dir", "svc", "--port", port]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+        assert main(["serve", "--dir", "new", "--port", port]) == 2
+    assert queue.get(job.id).state == "queued" and queue.get(job.id).claims == 0
+    assert not (tmp_path / "svc" / "runs").exists() and engine.call_count == 0
+    assert not (tmp_path / "new").exists()
+    queue.close()
+
+
 def test_retry_runs_the_failed_items_and_those_an_interruption_left_running(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

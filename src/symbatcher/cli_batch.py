@@ -510,6 +510,11 @@ def serve_command(args: argparse.Namespace) -> int:
             imports=args.imports,
             data_dirs=args.data_dir,
             default_price=default_price,
+            on_ready=lambda url: print(
+                f"symbatcher serve: listening on {url}, {args.workers} worker(s), queue in "
+                f"{args.dir}; Ctrl-C stops (after the running jobs; twice: now)",
+                file=sys.stderr,
+            ),
         )
     return EXIT_OK
 

@@ -37,6 +37,10 @@ class RunMismatchError(SymbatcherError):
     """A resumed run was given another expression or dataset than the one it started with."""
 
 
+class ServiceError(SymbatcherError):
+    """The service cannot start (its address is taken, say); nothing has run."""
+
+
 class StoreError(SymbatcherError):
     """The run store could not record state; the run stops rather than lose work."""
 

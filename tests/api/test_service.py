@@ -242,6 +242,20 @@ def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:
         assert client.get("/jobs/nope").status_code == 404
         from_file = client.post("/jobs", json={"expression": "echo", "path": str(inside)})
         assert from_file.status_code == 201 and from_file.json()["total"] == 2
+        # a relative path is in the data folder, not the server's working directory
+        relative = client.post("/jobs", json={"expression": "echo", "path": "items.jsonl"})
+        assert relative.status_code == 201 and relative.json()["total"] == 2
+        escaping = client.post("/jobs", json={"expression": "echo", "path": "../elsewhere.jsonl"})
+        assert escaping.status_code == 403
+        # a bad record is named, and no job is left of it
+        broken = service.data_dir / "broken.jsonl"
+        broken.write_text("".join(f'"{i}"\n' for i in range(1500)) + "{oops\n", encoding="utf-8")
+        before = len(client.get("/jobs").json())
+        bad_file = client.post("/jobs", json={"expression": "echo", "path": "broken.jsonl"})
+        assert bad_file.status_code == 422 and "line 1501" in bad_file.text
+        missing = client.post("/jobs", json={"expression": "echo", "path": "nothing.jsonl"})
+        assert missing.status_code == 422 and "nothing.jsonl" in missing.text
+        assert len(client.get("/jobs").json()) == before
 
 
 def submit_and_wait(client: httpx.Client, items: int, done: int) -> dict[str, Any]:

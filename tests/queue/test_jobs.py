@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,7 +29,8 @@ def test_claims_go_by_priority_then_age(queue: JobQueue) -> None:
     order = [queue.claim("w", now=10.0) for _ in range(3)]
     assert [j.id for j in order if j] == [high.id, older_low.id, low.id]
     assert queue.claim("w", now=10.0) is None
-    assert order[2] is not None and order[2].settings == {"items": [1]}
+    assert order[2] is not None and order[2].settings == {} and order[2].total == 1
+    assert list(queue.items(low.id)) == [1]
     assert order[0] is not None and order[0].state == "running" and order[0].started_at == 10.0
 
 
@@ -120,3 +125,68 @@ def test_the_queue_survives_reopening(tmp_path: Path) -> None:
     again = JobQueue(tmp_path / "jobs.sqlite")
     assert again.get(job.id).settings == {"a": 1} and again.get(job.id).timeout == 30
     again.close()
+
+
+def test_a_job_s_items_are_kept_apart_and_read_a_chunk_at_a_time(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from symbatcher.queue import jobs
+
+    monkeypatch.setattr(jobs, "CHUNK", 7)
+    job = queue.submit("x", {"workers": 2}, items=(f"item-{i}" for i in range(50)))
+    assert job.total == 50 and job.settings == {"workers": 2}
+    assert list(queue.items(job.id)) == [f"item-{i}" for i in range(50)]
+    assert list(queue.items(job.id, start=20)) == [f"item-{i}" for i in range(20, 50)]
+    assert list(queue.items(job.id, start=49)) == ["item-49"]
+    assert list(queue.items(job.id, start=50)) == []
+    # looking at the job reads none of them: its row holds its settings only
+    with closing(sqlite3.connect(queue.path)) as db:
+        (length,) = db.execute("SELECT length(settings) FROM jobs").fetchone()
+        chunks = db.execute("SELECT COUNT(*) FROM job_items WHERE job_id = ?", (job.id,))
+        assert length < 50 and chunks.fetchone()[0] == 8
+
+
+def test_items_that_fail_while_read_leave_no_job(queue: JobQueue) -> None:
+    def records() -> Iterator[int]:
+        yield from range(2500)
+        raise ValueError("line 2501 is bad")
+
+    with pytest.raises(ValueError, match="2501"):
+        queue.submit("x", items=records())
+    with pytest.raises(TypeError, match="str"):
+        queue.submit("x", items="abc")
+    with pytest.raises(ValueError, match="once"):
+        queue.submit("x", {"items": [1]}, items=[2])
+    assert queue.list() == []
+    with closing(sqlite3.connect(queue.path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM job_items").fetchone()[0] == 0
+    without = queue.submit("x")
+    assert without.total is None and list(queue.items(without.id)) == []
+
+
+def test_a_queue_made_before_items_were_kept_apart_is_moved_over_once(tmp_path: Path) -> None:
+    """0.7.1 kept a job's items in its settings, read whole by every look at the job."""
+    path = tmp_path / "jobs.sqlite"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, expression TEXT NOT NULL, "
+            "settings TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0, "
+            "timeout REAL, created_at REAL NOT NULL, started_at REAL, finished_at REAL, "
+            "worker TEXT, lease_until REAL, claims INTEGER NOT NULL DEFAULT 0, "
+            "cancel_requested INTEGER NOT NULL DEFAULT 0, error TEXT, progress TEXT);"
+        )
+        old = {"items": [f"old-{i}" for i in range(1500)], "workers": 3}
+        db.execute(
+            "INSERT INTO jobs (id, expression, settings, state, created_at) "
+            "VALUES ('a', 'x', ?, 'queued', 1.0), ('b', 'x', '{}', 'queued', 2.0)",
+            (json.dumps(old),),
+        )
+    for _ in range(2):  # the second open finds it done
+        queue = JobQueue(path)
+        a, b = queue.get("a"), queue.get("b")
+        assert a.settings == {"workers": 3} and a.total == 1500
+        assert list(queue.items("a")) == old["items"]
+        assert b.total is None and b.settings == {}
+        assert queue.claim("w", now=10.0) == queue.get("a")
+        queue.release("a", "w")
+        queue.close()

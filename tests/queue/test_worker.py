@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,26 @@ def test_a_worker_runs_a_job_and_keeps_its_items(
     assert succeeded_items(tmp_path / "runs" / job.id) == list(range(10))
     assert engine.call_count == 10
     assert worker.run_one() is None  # nothing left
+
+
+def test_a_worker_streams_a_job_s_items_chunk_by_chunk(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from symbatcher.queue import jobs
+
+    monkeypatch.setattr(jobs, "CHUNK", 7)
+    job = queue.submit("echo", {"workers": 5}, items=(f"item-{i}" for i in range(40)))
+    ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
+    assert ended is not None and ended.state == "succeeded"
+    records = list(SQLiteStore(tmp_path / "runs" / job.id).items())
+    assert [r.index for r in records] == list(range(40))
+    assert [json.loads(str(r.input)) for r in records] == [f"item-{i}" for i in range(40)]
+    assert all(f"\\nitem-{r.index}\\n" in str(r.result) for r in records)  # its own answer
+    assert engine.call_count == 40
+    without = queue.submit("echo")
+    ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
+    assert ended is not None and ended.id == without.id and ended.state == "failed"
+    assert ended.error == "the job was submitted without items"
 
 
 def test_a_job_can_cap_the_batches_out_at_once(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
+from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
@@ -78,7 +80,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "cancel_requested": job.cancel_requested,
         "error": job.error,
-        "total": len(job.settings.get("items") or []),
+        "total": job.total or 0,
         "progress": {
             key: progress.get(key)
             for key in ("done", "succeeded", "failed", "items_per_second", "eta_seconds")
@@ -137,16 +139,19 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         if (request.items is None) == (request.path is None):
             raise HTTPException(422, "give either 'items' or 'path'")
-        items = request.items if request.items is not None else _read(request.path, allowed)
-        if len(items) > MAX_ITEMS:
+        if request.items is not None and len(request.items) > MAX_ITEMS:
             raise HTTPException(413, f"more than {MAX_ITEMS} items")
-        settings = request.settings.model_dump(by_alias=True)
-        job = queue.submit(
-            request.expression,
-            {**settings, "items": items},
-            priority=request.priority,
-            timeout=request.timeout,
-        )
+        items = request.items if request.items is not None else _records(request.path, allowed)
+        try:  # a file is read as it is stored: a bad record leaves no job
+            job = queue.submit(
+                request.expression,
+                request.settings.model_dump(by_alias=True),
+                items=items,
+                priority=request.priority,
+                timeout=request.timeout,
+            )
+        except DataFormatError as exc:
+            raise HTTPException(422, str(exc)) from None
         return job_view(job)
 
     @app.get("/jobs", dependencies=guard)
@@ -189,31 +194,34 @@ def create_app(
     return app
 
 
-def _read(path: str | None, allowed: list[Path]) -> list[Any]:
-    from symbatcher.data import DataFormatError, read
+def _records(path: str | None, allowed: list[Path]) -> Iterator[Any]:
+    """The records of a server-side file, read lazily. A relative path is taken in the
+    allowed folders (the first that has it), never in the server's working directory."""
+    from symbatcher.data import read
 
     assert path is not None
-    target = Path(path).resolve()
-    if not any(target.is_relative_to(folder) for folder in allowed):
+    if not allowed:
+        raise HTTPException(403, "this server reads no files (start it with --data-dir)")
+    given = Path(path)
+    found = [given.resolve()] if given.is_absolute() else [(d / given).resolve() for d in allowed]
+    inside = [t for t in found if any(t.is_relative_to(folder) for folder in allowed)]
+    if not inside:
         raise HTTPException(403, f"{path} is not in a folder this server reads from")
-    try:
-        return list(read(target))
-    except DataFormatError as exc:
-        raise HTTPException(422, str(exc)) from None
+    target = next((t for t in inside if t.is_file()), inside[0])
+    return read(target)
 
 
 def _result_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
+    """A page of results from item ``offset`` on, read a page of the store at a time: a
+    deep page costs what the first does, and a slow client keeps no read open."""
     from symbatcher.store.export import result_row
+    from symbatcher.store.pages import paged
     from symbatcher.store.sqlite import SQLiteStore
 
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         return
-    for number, record in enumerate(store.items()):
-        if number < offset:
-            continue
-        if number >= offset + limit:
-            return
+    for record in itertools.islice(paged(store, (), offset), limit):
         yield json.dumps(result_row(record), ensure_ascii=False) + "\n"
 
 

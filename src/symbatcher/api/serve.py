@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from symbatcher.errors import ServiceError
 from symbatcher.interrupts import Terminated, sigterm_raises
 from symbatcher.queue.jobs import JobQueue
 from symbatcher.queue.worker import WorkerPool
@@ -38,12 +41,16 @@ def serve(
     token: str | None = None,
     log_level: str = "warning",
     default_price: Any = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until interrupted (see the module's docstring for how it stops).
 
     Refuses to start (``EngineNotAvailableError``) when symai has no engine for the jobs'
-    calls once ``imports`` ran (one of them may register it): else every job would fail.
+    calls once ``imports`` ran (one of them may register it): else every job would fail;
+    and (``ServiceError``) when it cannot listen at ``host:port``, before any job starts:
+    a second service on a folder whose port is taken would otherwise run its jobs unseen.
     ``default_price`` prices the calls of models priced nowhere (see ``Cost``).
+    ``on_ready(url)`` is called once it listens (``port=0``: a free port) and runs jobs.
     """
     import uvicorn
 
@@ -53,23 +60,43 @@ def serve(
     for module in imports or []:
         importlib.import_module(module)  # modules whose @register names the expressions
     available_engine("neurosymbolic")
-    folder = Path(directory)
-    queue = JobQueue(folder / "jobs.sqlite")
-    app = create_app(queue, folder / "runs", token=token, data_dirs=data_dirs)
-    pool = WorkerPool(
-        queue, folder / "runs", size=workers, lease=lease, poll=0.5, default_price=default_price
-    )
-    config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
-    server = uvicorn.Server(config)
-    pool.start()
-    with sigterm_raises():
-        try:
-            server.run()
-        except BaseException as exc:
-            _stop(pool, now=isinstance(exc, Terminated))
-            raise
-        _stop(pool, now=False)
-    queue.close()
+    listener = _listen(host, port)
+    try:
+        folder = Path(directory)
+        queue = JobQueue(folder / "jobs.sqlite")
+        app = create_app(queue, folder / "runs", token=token, data_dirs=data_dirs)
+        pool = WorkerPool(
+            queue, folder / "runs", size=workers, lease=lease, poll=0.5, default_price=default_price
+        )
+        config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+        server = uvicorn.Server(config)
+        pool.start()
+        bound_host, bound_port = listener.getsockname()[:2]
+        url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+        logger.info("symbatcher serve: listening on %s", url)
+        if on_ready is not None:
+            on_ready(url)
+        with sigterm_raises():
+            try:
+                server.run(sockets=[listener])
+            except BaseException as exc:
+                _stop(pool, now=isinstance(exc, Terminated))
+                raise
+            _stop(pool, now=False)
+        queue.close()
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound and listening, or why it cannot be."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ServiceError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; nothing was started"
+        ) from None
 
 
 def _stop(pool: WorkerPool, now: bool) -> None:

@@ -9,16 +9,21 @@ run resumes from its item-level state, so no finished item is done twice. Cancel
 queued job ends it at once; a running one is asked to stop (its worker sees the flag at
 its next heartbeat). Every method opens no thread; one connection per queue object,
 shared under a lock, so a queue object may be used from several threads.
+
+A job's items are kept apart from it, a chunk of them per row (``job_items``): looking at
+a job (``get``, ``list``, the API's progress events twice a second) reads none of them,
+and its worker streams them, so a job of millions of items costs disk, not memory.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +50,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     claims INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    progress TEXT
+    progress TEXT,
+    total INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_turn ON jobs (state, priority DESC, created_at);
+CREATE TABLE IF NOT EXISTS job_items (
+    job_id TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    items TEXT NOT NULL,
+    PRIMARY KEY (job_id, chunk)
+) WITHOUT ROWID;
 """
+#: items per row of ``job_items``: a read of one is short, and few rows are written
+CHUNK = 1000
+#: ``PRAGMA user_version`` of a queue whose items are in ``job_items`` (0: in the settings)
+VERSION = 1
 
 
 class JobNotFoundError(SymbatcherError, KeyError):
@@ -73,6 +89,8 @@ class Job:
     cancel_requested: bool
     error: str | None
     progress: dict[str, Any] | None
+    #: how many items the job has (read them with ``JobQueue.items``); None: none given
+    total: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -92,6 +110,7 @@ class Job:
             cancel_requested=bool(row["cancel_requested"]),
             error=row["error"],
             progress=json.loads(row["progress"]) if row["progress"] else None,
+            total=row["total"],
         )
 
 
@@ -109,7 +128,39 @@ class JobQueue:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
+                self._upgrade()
+            else:
+                self._db.executescript(_SCHEMA)
+
+    def _upgrade(self) -> None:
+        """Create the tables, or move the items of a queue made before 0.7.2 out of its
+        jobs' settings; once, by whichever process opens it first."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+                if columns and "total" not in columns:
+                    self._db.execute("ALTER TABLE jobs ADD COLUMN total INTEGER")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                rows = self._db.execute(
+                    "SELECT id, settings FROM jobs WHERE total IS NULL"
+                ).fetchall()
+                for row in rows:
+                    settings = json.loads(row["settings"])
+                    if isinstance(settings.get("items"), list):
+                        total = _put_items(self._db, row["id"], settings.pop("items"))
+                        self._db.execute(
+                            "UPDATE jobs SET settings = ?, total = ? WHERE id = ?",
+                            (json.dumps(settings), total, row["id"]),
+                        )
+                self._db.execute(f"PRAGMA user_version = {VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -132,28 +183,56 @@ class JobQueue:
         expression: str,
         settings: dict[str, Any] | None = None,
         *,
+        items: Iterable[Any] | None = None,
         priority: int = 0,
         timeout: float | None = None,
         now: float | None = None,
     ) -> Job:
-        """A new queued job; higher ``priority`` goes first, then older jobs."""
+        """A new queued job; higher ``priority`` goes first, then older jobs.
+
+        ``items`` (or ``settings["items"]``) may be any iterable, a generator too: it is
+        written as it is read, in the one transaction that makes the job, so an error
+        while reading it (a bad record, too many items) leaves no job behind."""
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        settings = dict(settings or {})
+        if "items" in settings:
+            if items is not None:
+                raise ValueError("give the items once: as items= or in settings['items']")
+            items = settings.pop("items")
+        if isinstance(items, str | bytes | Mapping):
+            raise TypeError(f"a job's items are an iterable of items, not {type(items).__name__}")
         job_id = uuid.uuid4().hex
         with self._transaction() as db:
+            total = None if items is None else _put_items(db, job_id, items)
             db.execute(
                 "INSERT INTO jobs (id, expression, settings, state, priority, timeout, "
-                "created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                "created_at, total) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
                 (
                     job_id,
                     expression,
-                    json.dumps(settings or {}),
+                    json.dumps(settings),
                     priority,
                     timeout,
                     time.time() if now is None else now,
+                    total,
                 ),
             )
         return self.get(job_id)
+
+    def items(self, job_id: str, start: int = 0) -> Iterator[Any]:
+        """The job's items from ``start`` on, read a chunk at a time (each a short read:
+        nothing stays open between them)."""
+        chunk, skip = divmod(start, CHUNK)
+        while True:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT items FROM job_items WHERE job_id = ? AND chunk = ?", (job_id, chunk)
+                ).fetchone()
+            if row is None:
+                return
+            yield from json.loads(row[0])[skip:]
+            chunk, skip = chunk + 1, 0
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -281,3 +360,16 @@ class JobQueue:
                 ),
             ).rowcount
         return bool(changed)
+
+
+def _put_items(db: sqlite3.Connection, job_id: str, items: Iterable[Any]) -> int:
+    """Write ``items`` as the job's chunks (inside the caller's transaction); how many."""
+    total = number = 0
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, CHUNK)):
+        db.execute(
+            "INSERT INTO job_items (job_id, chunk, items) VALUES (?, ?, ?)",
+            (job_id, number, json.dumps(chunk)),
+        )
+        total, number = total + len(chunk), number + 1
+    return total

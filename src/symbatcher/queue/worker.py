@@ -128,9 +128,9 @@ class JobWorker:
         except UnknownExpressionError as exc:
             return "failed", str(exc), None
         settings = job.settings
-        items = settings.get("items")
-        if not isinstance(items, list):
-            return "failed", "the job's settings have no 'items' list", None
+        if job.total is None:
+            return "failed", "the job was submitted without items", None
+        items = self.queue.items(job.id)  # streamed: a job of millions is not held in memory
         latest: dict[str, Any] = {}
 
         def on_progress(event: ProgressEvent) -> None:
@@ -157,7 +157,7 @@ class JobWorker:
             int(settings.get("workers", 8)),
             int(settings.get("batch_size", 5)),
             {},
-            {"replay_restored": False, "total": len(items)},
+            {"replay_restored": False, "total": job.total},
         )
         reason: list[str] = []
         done = threading.Event()

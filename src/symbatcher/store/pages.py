@@ -21,9 +21,9 @@ from symbatcher.store.base import ItemRecord, RunStore
 PAGE = 512
 
 
-def paged(store: RunStore, statuses: tuple[str, ...]) -> Iterator[ItemRecord]:
-    """The items with one of ``statuses`` (``()``: every item), in index order."""
-    start = 0
+def paged(store: RunStore, statuses: tuple[str, ...], start: int = 0) -> Iterator[ItemRecord]:
+    """The items with one of ``statuses`` (``()``: every item), in index order from
+    ``start``."""
     while True:
         rows: Any = store.items(statuses, start)
         with closing(rows):
