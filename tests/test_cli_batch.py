@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from symai.functional import EngineRepository
 
 from symbatcher.cli import main
 from symbatcher.dispatch import Dispatcher
+from symbatcher.store.lock import RunLock
 from symbatcher.testing import SimulatedEngine
 from symbatcher.testing.server import LocalServer
 
@@ -361,7 +363,10 @@ def test_a_config_caps_the_batches_out_at_once_so_they_fill(
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ("workers: 4\nwobble: 1\n", "`wobble`: Extra inputs are not permitted"),
+        ("workers: 4\nwobble: 1\n", "`wobble`: unknown key"),
+        ("worker: 4\n", "`worker`: unknown key (did you mean `workers`?)"),
+        ("engine:\n  rmp: 60\n", "`engine.rmp`: unknown key (did you mean `rpm`?)"),
+        ("bach_size: 4\n", "`bach_size`: unknown key (did you mean `batch_size`?)"),
         ("workers: lots\n", "`workers`: Input should be a valid integer"),
         ("workers: 0\n", "`workers`: Input should be greater than 0"),
         ("engine:\n  rpm: -1\n", "`engine.rpm`: Input should be greater than 0"),
@@ -629,7 +634,18 @@ def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
     assert "interrupted; what finished is kept, run the same command to resume" in err
     assert main(["status", "run"]) == 0
     out = capsys.readouterr().out
-    assert "8 items: 3 succeeded, 0 failed, 5 pending" in out  # item 3 did not fail
+    assert "8 items: 3 succeeded, 0 failed, 1 interrupted, 4 pending" in out  # item 3's
+    assert "run again when the same command runs again" in out and "running now" not in out
+    lock = RunLock(tmp_path / "run")  # while a run goes on there, started items are in flight
+    lock.acquire()
+    try:
+        assert main(["status", "run"]) == 0
+        out = capsys.readouterr().out
+        assert f"running now, by pid {os.getpid()}" in out
+        assert "8 items: 3 succeeded, 0 failed, 1 running, 4 pending" in out
+        assert "run again" not in out
+    finally:
+        lock.release()
     (tmp_path / "interrupt").unlink()
     engine.reset()
     assert main([*run, "--progress", "off"]) == 0  # the same command

@@ -317,16 +317,20 @@ def _execute(
     return stream.stats
 
 
-def _summary(run_dir: Path) -> tuple[list[str], int]:
+def _summary(run_dir: Path, live: bool = False) -> tuple[list[str], int]:
     """The run's counts, then its failures by error type (largest first, a few examples
-    each): what a user looks at first when a run did not all succeed."""
+    each): what a user looks at first when a run did not all succeed. ``live``: a run
+    is going on in the directory, so its started items are in flight, not cut short."""
     from symbatcher.store.sqlite import SQLiteStore
     from symbatcher.store.summary import summarize
 
     summary = summarize(SQLiteStore(run_dir))
+    started = ""
+    if summary.running:
+        started = f"{summary.running} {'running' if live else 'interrupted'}, "
     lines = [
         f"{summary.items} items: {summary.succeeded} succeeded, {summary.failed} failed, "
-        f"{summary.pending} pending; cost ${summary.cost:.4f}"
+        f"{started}{summary.pending - summary.running} pending; cost ${summary.cost:.4f}"
     ]
     for group in summary.failures[:SHOW_ERROR_TYPES]:
         more = group.count - len(group.indices)
@@ -338,6 +342,11 @@ def _summary(run_dir: Path) -> tuple[list[str], int]:
         lines.append(f"  ... and {len(summary.failures) - SHOW_ERROR_TYPES} more error types")
     if summary.failed:
         lines.append(f"  (every error: symbatcher export {run_dir})")
+    if summary.running and not live:
+        lines.append(
+            f"  (interrupted items run again when the same command runs again, or with "
+            f"symbatcher retry {run_dir})"
+        )
     return lines, summary.failed
 
 
@@ -596,7 +605,12 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:  # written as it is read: a run of millions fits
         write_snapshot(SQLiteStore(run_dir), sys.stdout)
         return EXIT_OK
-    lines, _ = _summary(run_dir)
+    from symbatcher.store.lock import RunLock
+
+    holder = RunLock(run_dir).holder()
+    lines, _ = _summary(run_dir, live=holder is not None)
+    if holder is not None:
+        print(f"{run_dir}: running now, by {holder}")
     print(f"{run_dir}: " + "\n".join(lines))
     return EXIT_OK
 

@@ -7,6 +7,7 @@ Unknown keys, wrong types and missing fields are refused with a message naming t
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -152,11 +153,28 @@ def load_config(path: str | Path) -> RunConfig:
 
 def problems(exc: ValidationError, name: Callable[[str], str]) -> str:
     """Every validation error, each led by the key it is about (``name`` spells the key:
-    as in the file, or as the command-line option)."""
-    return "; ".join(
-        f"{name('.'.join(str(p) for p in error['loc']) or '(top)')}: {error['msg']}"
-        for error in exc.errors()
-    )
+    as in the file, or as the command-line option); an unknown key names the one meant."""
+    found = []
+    for error in exc.errors():
+        key = name(".".join(str(p) for p in error["loc"]) or "(top)")
+        if error["type"] == "extra_forbidden":
+            found.append(f"{key}: unknown key{_meant(error['loc'])}")
+        else:
+            found.append(f"{key}: {error['msg']}")
+    return "; ".join(found)
+
+
+def _meant(loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean `workers`?)`` for a misspelt key of the run config, else ``""``."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    keys = [f.alias or key for key, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]) if loc else "", keys, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def items_at(data: Any, dotted: str, source: str) -> list[Any]:

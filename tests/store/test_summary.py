@@ -24,7 +24,9 @@ def _finish(store: RunStore, index: int, error: tuple[str, str] | None = None) -
 
 
 def test_failures_are_grouped_by_type_largest_first_with_a_few_examples(store: RunStore) -> None:
-    store.write_meta({"total": 20})  # items 12-19 never started
+    store.write_meta({"total": 20})  # items 13-19 never started
+    # running when it stopped (written before the finished ones, whose writes wait for it)
+    store.item_started(ItemRecord(index=12, fingerprint="fp12"))
     for i in range(12):
         if i % 3 == 0:
             _finish(store, i, ("ValueError", f"bad {i}\nmore lines"))
@@ -32,9 +34,9 @@ def test_failures_are_grouped_by_type_largest_first_with_a_few_examples(store: R
             _finish(store, i, ("EngineTransportError", "connection reset"))
         else:
             _finish(store, i)
-    store.item_started(ItemRecord(index=12, fingerprint="fp12"))  # running when it stopped
     summary = summarize(store)
     assert (summary.items, summary.succeeded, summary.failed, summary.pending) == (20, 7, 5, 8)
+    assert summary.running == 1
     assert summary.cost == pytest.approx(3.5)
     first, second = summary.failures
     assert (first.error_type, first.count, first.message) == ("ValueError", 4, "bad 0")

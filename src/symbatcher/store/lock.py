@@ -48,6 +48,16 @@ class RunLock:
                 self._note.unlink()
             self._lock.release()
 
+    def holder(self) -> str | None:
+        """Who runs in the directory now (as the refusal names them), or None: for a
+        reader that must tell items in flight from items a stopped run left."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return self._holder()
+        self._lock.release()
+        return None
+
     def _holder(self) -> str:
         try:
             note = json.loads(self._note.read_text(encoding="utf-8"))

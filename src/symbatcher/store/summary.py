@@ -31,9 +31,10 @@ class RunSummary:
     items: int
     succeeded: int
     failed: int
-    pending: int  # not finished: never started, or running when the process stopped
+    pending: int  # not finished: never started, or running (now, or when a process stopped)
     cost: float
     failures: list[FailureGroup]  # largest group first
+    running: int = 0  # of the pending, those started: in flight, or cut short by a stop
 
 
 def summarize(store: RunStore) -> RunSummary:
@@ -56,6 +57,7 @@ def summarize(store: RunStore) -> RunSummary:
         pending=items - totals.finished,
         cost=totals.cost,
         failures=sorted(groups.values(), key=lambda g: (-g.count, g.indices[0])),
+        running=totals.running,
     )
 
 
