@@ -75,12 +75,21 @@ def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
     assert engine.call_count == 200
 
 
-def test_a_budget_with_an_unpriced_model_fails_clearly(engine: SimulatedEngine) -> None:
+def test_a_budget_with_an_unpriced_model_fails_clearly_and_starts_no_further_item(
+    engine: SimulatedEngine,
+) -> None:
+    """Every call to the model would be paid for and then fail: only the items already
+    in flight when the first one does may make theirs; the rest stay pending."""
     scheduler = BatchScheduler(hooks=[Budget(1.0)])
-    results = scheduler(expr=TestExpression, dataset=["a"], num_workers=1)
+    results = scheduler(expr=TestExpression, dataset=[f"i{n}" for n in range(200)], num_workers=4)
     assert isinstance(results[0], ItemError)
     assert results[0].type == PricingError.__qualname__
     assert "no price known for model 'simulated'" in results[0].message
+    assert results.status == "failed"
+    failed = [r for r in results if isinstance(r, ItemError)]
+    assert 1 <= len(failed) <= 4 and engine.call_count == len(failed)
+    assert len(results) < 200 and len(results.pending) == len(results) - len(failed) >= 1
+    assert "no price known" in str(results[-1])
 
 
 def test_budget_rejects_a_negative_amount() -> None:

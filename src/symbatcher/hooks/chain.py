@@ -110,6 +110,8 @@ class HookChain:
         return None
 
     def admit(self, item: ItemContext) -> str | None:
+        if item.run.stopped():  # a hook halted the run: no item starts after that
+            return item.run.stop_reason or "the run is stopping"
         for hook in self._admitters:
             reason = hook.admit(item)
             if reason is not None:

@@ -55,11 +55,17 @@ class Cost(Hook):
         if price is not None:
             record.cost = cost_of(usage, price)
         elif self.strict or (call.item is not None and call.item.run.strict_pricing):
-            raise PricingError(
+            error = PricingError(
                 f"no price known for model {model!r}, so the budget cannot be kept; "
                 f"pass prices={{{model!r}: (input_usd_per_1M, output_usd_per_1M)}} "
                 f"(symbatcher run: --price {model}=INPUT,OUTPUT)"
             )
+            if call.item is not None:  # every further call would be paid for and fail too
+                run = call.item.run
+                if not run.stopped():
+                    logger.warning("symbatcher: %s; starting no further items", error)
+                run.halt(str(error), "failed")
+            raise error
         else:
             self._warn_unpriced(model)
         return answer
