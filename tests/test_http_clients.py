@@ -155,3 +155,27 @@ def test_a_shared_client_with_proxies_serves_every_thread(
         assert sent.count("/v1/chat/completions") == 3
     finally:
         shared.close()
+
+
+def test_a_request_without_a_timeout_gets_one_so_a_stalled_server_cannot_hold_its_item(
+    monkeypatch: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    local_vllm: Any,
+    recording: type[Recording],
+) -> None:
+    """An engine symai configured itself sends with no timeout (``client_timeout`` None)
+    on symai's client, which has none either: a provider that stops answering held the
+    call for ever. A worker's client has the default; a timed-out call fails (retried by
+    call retries, none here) instead of hanging its item."""
+    from symbatcher import CallRetry, http_clients
+
+    monkeypatch.setattr(local_vllm, "client_timeout", None)
+    monkeypatch.setattr(http_clients, "DEFAULT_TIMEOUT", httpx.Timeout(0.3))
+    local_server.configure(slow_rate=1.0, slow_latency=2.0)
+    results = BatchScheduler(hooks=[CallRetry(1)])(
+        expr=recording, dataset=["a", "b"], num_workers=2
+    )
+    assert results.stats.failed == 2
+    assert {r.type for r in results} == {"EngineTransportError"}  # type: ignore[union-attr]
+    assert "timed out" in str(results[0]).lower()
+    assert local_server.stats()["slow"] == 2  # one request each, none waited out

@@ -11,6 +11,13 @@ While a run binds an engine whose ``transport_client`` is unset (symai's default
 shared client), that attribute holds a :class:`ThreadClients`: a worker thread of a run
 gets its own client on its first request and closes it when it leaves the run; any other
 thread goes on using symai's shared client. An engine given its own client keeps it.
+
+symai's shared client has no timeout, and its engines set one per request only when built
+with ``client_timeout``: a provider that stops answering on an open connection would hold
+the call, and its item, for ever. A worker's client therefore takes
+:data:`DEFAULT_TIMEOUT` (the OpenAI SDK's own default) where the shared client has none;
+a request's own timeout still wins, and a timed-out request fails as a transient error
+that call retries take up.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ ENV_NAME = "SYMBATCHER_CLIENT_PER_THREAD"
 #: connections a worker's client keeps alive (it makes one request at a time; a second
 #: host or a redirect may want another)
 KEEPALIVE = 2
+
+#: a worker's client's timeout where symai's shared one has none: the OpenAI SDK's default
+#: (10 minutes for an answer, which a long generation may need; 5 s to connect)
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 
 _local = threading.local()  # clients: this thread's clients by ThreadClients id
 
@@ -105,8 +116,10 @@ def _copyable_settings(shared: httpx.Client) -> dict[str, Any] | None:
     context = getattr(getattr(transport, "_pool", None), "_ssl_context", None)
     if not isinstance(context, ssl.SSLContext):
         context = httpx.create_ssl_context(trust_env=shared.trust_env)
+    timeout = shared.timeout
+    limits = (timeout.connect, timeout.read, timeout.write, timeout.pool)
     return {
-        "timeout": shared.timeout,
+        "timeout": timeout if any(t is not None for t in limits) else DEFAULT_TIMEOUT,
         "headers": shared.headers,
         "params": shared.params,
         "auth": shared.auth,
