@@ -109,7 +109,7 @@ def test_listing_and_errors(queue: JobQueue) -> None:
     queue.claim("w", now=10.0)
     assert len(queue.list()) == 5
     assert len(queue.list(state="queued")) == 4
-    assert [j.created_at for j in queue.list(limit=2, offset=1)] == [1.0, 2.0]
+    assert [j.created_at for j in queue.list(limit=2, offset=1)] == [3.0, 2.0]  # newest first
     with pytest.raises(JobNotFoundError, match="no job"):
         queue.get("nope")
     with pytest.raises(ValueError, match="timeout"):
@@ -190,3 +190,12 @@ def test_a_queue_made_before_items_were_kept_apart_is_moved_over_once(tmp_path: 
         assert queue.claim("w", now=10.0) == queue.get("a")
         queue.release("a", "w")
         queue.close()
+
+
+def test_jobs_are_listed_newest_first_a_page_at_a_time(queue: JobQueue) -> None:
+    ids = [queue.submit("x", now=float(n)).id for n in range(7)]
+    queue.claim("w", now=100.0)  # the oldest: running, the rest queued
+    assert [j.id for j in queue.list(limit=3)] == ids[::-1][:3]
+    assert [j.id for j in queue.list(limit=3, offset=3)] == ids[::-1][3:6]
+    assert [j.id for j in queue.list("queued")] == ids[1:][::-1]
+    assert [j.id for j in queue.list("running")] == [ids[0]]

@@ -242,12 +242,13 @@ class JobQueue:
         return Job.from_row(row)
 
     def list(self, state: JobState | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
+        """Newest first: the job just submitted is on the first page, however many ended."""
         query = "SELECT * FROM jobs"
         params: list[Any] = []
         if state is not None:
             query += " WHERE state = ?"
             params.append(state)
-        query += " ORDER BY created_at, id LIMIT ? OFFSET ?"
+        query += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
