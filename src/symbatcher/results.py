@@ -63,6 +63,7 @@ class RunStats:
     tokens: int = 0
     cost: float = 0.0  # USD, earlier runs of a resumed run included
     status: str = "new"
+    stop_reason: str | None = None  # why no further item started (a budget, a halt)
 
     @property
     def mean_batch_size(self) -> float:
@@ -100,6 +101,7 @@ class RunStats:
     def as_dict(self) -> dict[str, float | int | str | None]:
         return {
             "status": self.status,
+            "stop_reason": self.stop_reason,
             "items": self.items,
             "succeeded": self.succeeded,
             "failed": self.failed,

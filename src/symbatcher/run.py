@@ -203,6 +203,7 @@ class Run:
             tokens=ctx.tokens if ctx else 0,
             cost=ctx.spent if ctx else 0.0,
             status=self.status,
+            stop_reason=ctx.stop_reason if ctx else None,
             engine_calls=d.engine_calls if d else 0,
             plain_calls=d.plain_calls if d else 0,
             batches=d.batches if d else 0,

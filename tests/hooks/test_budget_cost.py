@@ -86,6 +86,7 @@ def test_a_budget_with_an_unpriced_model_fails_clearly_and_starts_no_further_ite
     assert results[0].type == PricingError.__qualname__
     assert "no price known for model 'simulated'" in results[0].message
     assert results.status == "failed"
+    assert "no price known for model 'simulated'" in str(results.stats.stop_reason)
     failed = [r for r in results if isinstance(r, ItemError)]
     assert 1 <= len(failed) <= 4 and engine.call_count == len(failed)
     assert len(results) < 200 and len(results.pending) == len(results) - len(failed) >= 1

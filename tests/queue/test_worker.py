@@ -112,7 +112,9 @@ def test_a_job_s_prices_and_the_worker_s_default_price_models_symai_does_not_kno
     worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5)
     first, second = worker.run_one(), worker.run_one()
     assert first is not None and first.id == unpriced.id and first.state == "failed"
-    assert "6 item(s) failed" in (first.error or "")  # a budget it cannot keep
+    # a budget it cannot keep: the first call halts the job, the rest stay pending
+    assert "no price known for model 'simulated'" in (first.error or "")
+    assert "item(s) failed, the rest are pending" in (first.error or "")
     assert second is not None and second.id == priced.id and second.state == "succeeded"
     store = SQLiteStore(tmp_path / "runs" / priced.id)
     records = list(store.items())

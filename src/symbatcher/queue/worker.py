@@ -184,6 +184,9 @@ class JobWorker:
             return "queued", None, figures
         if stats.status == "budget_reached":
             return "failed", "budget reached; the rest of the items are pending", figures
+        if stats.status == "failed" and stats.stop_reason:  # halted (a model with no price)
+            why = f"{stats.stop_reason}; {stats.failed} item(s) failed, the rest are pending"
+            return "failed", why, figures
         if stats.failed:
             return "failed", f"{stats.failed} item(s) failed", figures
         return "succeeded", None, figures
