@@ -280,6 +280,18 @@ def test_cancel_a_running_job(tmp_path: Path) -> None:
             kept = results(client, job["id"])
             succeeded = [r for r in kept if r["status"] == "succeeded"]
             assert 4 <= len(succeeded) < 300  # what finished is kept; the rest never started
+            # queued again, it goes on from there: the rest run, what succeeded is kept
+            again = client.post(f"/jobs/{job['id']}/retry")
+            assert again.status_code == 200 and again.json()["status"] == "queued"
+            assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+            rows = results(client, job["id"], limit=1000)
+            assert [r["index"] for r in rows] == list(range(300))
+            assert all(r["status"] == "succeeded" for r in rows)
+            assert all(f"\n{r['index']}\n" in str(r["output"]) for r in rows)  # its own
+            assert rows[: len(kept)] == kept  # kept as they were, not run again
+            done = client.post(f"/jobs/{job['id']}/retry")
+            assert done.status_code == 409 and "only a failed or cancelled" in done.text
+            assert client.post("/jobs/nope/retry").status_code == 404
     finally:
         slow.stop()
 

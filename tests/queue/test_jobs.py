@@ -199,3 +199,25 @@ def test_jobs_are_listed_newest_first_a_page_at_a_time(queue: JobQueue) -> None:
     assert [j.id for j in queue.list(limit=3, offset=3)] == ids[::-1][3:6]
     assert [j.id for j in queue.list("queued")] == ids[1:][::-1]
     assert [j.id for j in queue.list("running")] == [ids[0]]
+
+
+def test_only_a_failed_or_cancelled_job_is_queued_again(queue: JobQueue) -> None:
+    from symbatcher.queue import JobStateError
+
+    failed, done, waiting = (queue.submit("x", {"workers": 2}, now=n) for n in (1.0, 2.0, 3.0))
+    for job in (failed, done):
+        claimed = queue.claim("w", now=10.0)
+        assert claimed is not None and claimed.id == job.id
+    queue.finish(failed.id, "w", "failed", error="2 item(s) failed")
+    queue.finish(done.id, "w", "succeeded")
+    again = queue.retry(failed.id)
+    assert (again.state, again.error, again.worker) == ("queued", None, None)
+    assert again.settings == {"workers": 2, "retry_failed": True}
+    assert queue.claim("w", now=20.0) == queue.get(failed.id)  # claimed like any queued job
+    for job_id, state in ((failed.id, "running"), (done.id, "succeeded"), (waiting.id, "queued")):
+        with pytest.raises(JobStateError, match=f"is {state}: only a failed or cancelled"):
+            queue.retry(job_id)
+    queue.cancel(waiting.id)
+    assert queue.retry(waiting.id).state == "queued"
+    with pytest.raises(JobNotFoundError):
+        queue.retry("nope")

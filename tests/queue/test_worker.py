@@ -41,6 +41,18 @@ class Gated(Expression):  # type: ignore[misc]
         return Symbol(str(input)).query("Summarize")
 
 
+@names.register("flaky")
+class Flaky(Expression):  # type: ignore[misc]
+    """Items ending in an odd digit fail while the test says so."""
+
+    failing: ClassVar[bool] = True
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        if Flaky.failing and int(str(input)[-1]) % 2:
+            raise ValueError(f"{input} failed")
+        return Symbol(str(input)).query("Summarize")
+
+
 @pytest.fixture
 def queue(tmp_path: Path) -> Iterator[JobQueue]:
     q = JobQueue(tmp_path / "jobs.sqlite")
@@ -213,3 +225,28 @@ def test_a_job_past_its_timeout_is_stopped(
     assert ended.id == job.id and ended.state == "failed"
     assert ended.error == "timed out after 0.2 s"
     assert succeeded_items(tmp_path / job.id) == [0]  # the item in flight finished, kept
+
+
+def test_a_retried_job_runs_its_failed_items_again_and_no_other(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    items = [f"item-{i}" for i in range(10)]
+    job = queue.submit("flaky", {"workers": 3}, items=items)
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5)
+    Flaky.failing = True
+    try:
+        ended = worker.run_one()
+        assert ended is not None and ended.state == "failed"
+        assert ended.error == "5 item(s) failed"
+        assert engine.call_count == 5
+        Flaky.failing = False
+        again = queue.retry(job.id)
+        assert again.state == "queued" and again.error is None and again.finished_at is None
+        ended = worker.run_one()
+    finally:
+        Flaky.failing = True
+    assert ended is not None and ended.id == job.id and ended.state == "succeeded"
+    assert engine.call_count == 10  # the five that failed, once more; none of the others
+    assert sorted(c.split("item-")[1][0] for c in engine.calls[5:]) == ["1", "3", "5", "7", "9"]
+    assert succeeded_items(tmp_path / "runs" / job.id) == list(range(10))
+    assert ended.progress is not None and ended.progress["succeeded"] == 10

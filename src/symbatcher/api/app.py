@@ -1,8 +1,9 @@
 """The REST API over a :class:`~symbatcher.queue.JobQueue`.
 
 Endpoints: ``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``DELETE /jobs/{id}``
-(cancel), ``GET /jobs/{id}/results`` (JSON Lines, ``offset``/``limit``),
-``GET /jobs/{id}/events`` (server-sent progress events until the job ends), ``GET /stats``,
+(cancel), ``POST /jobs/{id}/retry`` (a failed or cancelled job, queued again),
+``GET /jobs/{id}/results`` (JSON Lines, ``offset``/``limit``), ``GET /jobs/{id}/events``
+(server-sent progress events until the job ends), ``GET /stats``,
 ``GET /healthz``; OpenAPI docs at ``/docs``. With a token (``SYMBATCHER_API_TOKEN``) every
 endpoint but ``/healthz`` wants ``Authorization: Bearer <token>``. A job names a
 registered expression only, and reads a server-side file only inside the allowed folders.
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
-from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue
+from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue, JobStateError
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
 
@@ -170,6 +171,14 @@ def create_app(
     def cancel_job(job_id: str) -> dict[str, Any]:
         existing(job_id)
         return job_view(queue.cancel(job_id))
+
+    @app.post("/jobs/{job_id}/retry", dependencies=guard)
+    def retry_job(job_id: str) -> dict[str, Any]:
+        existing(job_id)
+        try:
+            return job_view(queue.retry(job_id))
+        except JobStateError as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.get("/jobs/{job_id}/results", dependencies=guard)
     def results(

@@ -1,6 +1,14 @@
 """A persistent job queue: jobs (a batch run each) in SQLite, claimed with leases."""
 
-from symbatcher.queue.jobs import Job, JobQueue, JobState
+from symbatcher.queue.jobs import Job, JobQueue, JobState, JobStateError
 from symbatcher.queue.registry import ExpressionRegistry, register, registry
 
-__all__ = ["ExpressionRegistry", "Job", "JobQueue", "JobState", "register", "registry"]
+__all__ = [
+    "ExpressionRegistry",
+    "Job",
+    "JobQueue",
+    "JobState",
+    "JobStateError",
+    "register",
+    "registry",
+]

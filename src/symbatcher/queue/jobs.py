@@ -72,6 +72,10 @@ class JobNotFoundError(SymbatcherError, KeyError):
         return str(self.args[0])
 
 
+class JobStateError(SymbatcherError):
+    """The job is not in a state that allows what was asked (retrying a running job)."""
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -274,6 +278,26 @@ class JobQueue:
                 )
             elif row["state"] == "running":
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        return self.get(job_id)
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again. Its run resumes from its items: those
+        that succeeded are not run again, the failed ones and those never reached are."""
+        with self._transaction() as db:
+            row = db.execute("SELECT state, settings FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r}")
+            if row["state"] not in ("failed", "cancelled"):
+                raise JobStateError(
+                    f"job {job_id!r} is {row['state']}: only a failed or cancelled job is retried"
+                )
+            settings = json.loads(row["settings"]) | {"retry_failed": True}
+            db.execute(
+                "UPDATE jobs SET state = 'queued', settings = ?, finished_at = NULL, "
+                "error = NULL, cancel_requested = 0, worker = NULL, lease_until = NULL "
+                "WHERE id = ?",
+                (json.dumps(settings), job_id),
+            )
         return self.get(job_id)
 
     # ------------------------------------------------------------------ workers

@@ -140,7 +140,8 @@ class JobWorker:
         if self._halting:  # stop_now() came before the control was there to halt
             control.halt(STOPPING, "cancelled")
         cost = Cost(settings.get("prices"), default=self.default_price)
-        hooks: list[Any] = [Checkpoint(self.root / job.id), cost, control]
+        checkpoint = Checkpoint(self.root / job.id, retry_failed=bool(settings.get("retry_failed")))
+        hooks: list[Any] = [checkpoint, cost, control]
         if settings.get("max_cost") is not None:
             hooks.append(Budget(float(settings["max_cost"])))
         hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
