@@ -55,6 +55,8 @@ class RunLock:
             self._lock.acquire(timeout=0)
         except Timeout:
             return self._holder()
+        except OSError:  # a directory this user may read but not lock: nobody known
+            return None
         self._lock.release()
         return None
 
