@@ -259,6 +259,35 @@ def test_a_run_refused_before_it_began_leaves_no_run_directory(
     assert engine.call_count == 0
 
 
+@pytest.mark.parametrize(
+    ("document", "items_path", "named"),
+    [
+        ('{"data": {"rows": ["a"]}}', "data.nope", "has nothing at items_path 'data.nope'"),
+        ("{broken", "data.rows", "doc.json: not valid JSON"),
+        (None, "data.rows", "cannot read doc.json"),
+        ('{"data": {"rows": ["a"]}}', None, "items_path picks the list inside it"),
+    ],
+)
+def test_a_json_document_s_problems_are_named_and_leave_no_run_directory(
+    pipelines: str,
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    document: str | None,
+    items_path: str | None,
+    named: str,
+) -> None:
+    if document is not None:
+        (tmp_path / "doc.json").write_text(document, encoding="utf-8")
+    config = f"expression: {pipelines}:Echo\nitems: doc.json\nrun_dir: run\n"
+    if items_path:
+        config += f"items_path: {items_path}\n"
+    (tmp_path / "run.yaml").write_text(config, encoding="utf-8")
+    assert main(["run", "--config", "run.yaml"]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and engine.call_count == 0
+
+
 @pytest.mark.parametrize("page", [2, 512])
 def test_retry_runs_every_failed_item_again_reading_them_a_page_at_a_time(
     pipelines: str,

@@ -422,9 +422,18 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     kept_data = run_dir / STDIN_COPY if spool else data
     fmt = format_of(data, args.format)
     count: int | None = None
+    dataset: Any = None
     if settings.items_path:
         if fmt != "json":
             raise CommandError("items_path needs a JSON file (.json)")
+        try:
+            document = json.loads(data.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CommandError(f"cannot read {name or data}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise CommandError(f"{name or data}: not valid JSON ({exc})") from None
+        dataset = items_at(document, settings.items_path, name or str(data))
+        count = len(dataset)
     else:
         count, bad = check(data, fmt, name=name)
         if bad and settings.on_bad_line == "stop":
@@ -461,12 +470,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     if not (run_dir / STATE_FILE).exists():
         keep()  # a new run: nothing to overwrite, and a crash leaves what retry needs
         data = kept_data
-    dataset: Any
-    if settings.items_path:
-        document = json.loads(data.read_text(encoding="utf-8"))
-        dataset = items_at(document, settings.items_path, str(kept_data))
-        count = len(dataset)
-    else:
+    if dataset is None:
         dataset = read(data, fmt, on_bad="skip", name=name)
     command["force"] = args.force
     hooks = _hooks(run_dir, command, args.progress, retry_failed=False)

@@ -184,5 +184,8 @@ def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
             exc.lineno,
         ) from exc
     if not isinstance(data, list):
-        raise DataFormatError(f"{name}: expected a JSON array of items, got {type(data).__name__}")
+        raise DataFormatError(
+            f"{name}: expected a JSON array of items, got {type(data).__name__} (a run "
+            f"config's items_path picks the list inside it, e.g. items_path: data.rows)"
+        )
     yield from data
