@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from symbatcher.cli import main
 from symbatcher.testing.server import LocalServer
@@ -89,3 +90,22 @@ def test_demo_against_a_server_at_engine_url(local_server: LocalServer) -> None:
     assert "done: 20 items (20 ok, 0 failed)" in done.stdout
     assert "[0] echo:" in done.stdout  # the server echoes the prompt
     assert local_server.stats()["ok"] == 40  # two calls per review
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
+    """``symbatcher status --json | head``: the reader closes the pipe mid-output."""
+    from tests.store.synthetic import big_run
+
+    run = big_run(tmp_path / "run", 20_000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "symbatcher", "status", str(run), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100).startswith(b"{")
+    process.stdout.close()  # far more than a pipe's buffer is still to come
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
