@@ -446,7 +446,11 @@ def test_a_budget_stops_the_run_with_its_own_exit_code(
 
 
 def test_engine_url_sends_the_calls_to_that_server_and_puts_symai_s_engine_back(
-    pipelines: str, engine: SimulatedEngine, local_server: LocalServer, tmp_path: Path
+    pipelines: str,
+    engine: SimulatedEngine,
+    local_server: LocalServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(6)])
     args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--out", "out.jsonl"]
@@ -459,6 +463,8 @@ def test_engine_url_sends_the_calls_to_that_server_and_puts_symai_s_engine_back(
     assert local_server.stats()["ok"] == 6
     assert engine.call_count == 0
     assert EngineRepository.get("neurosymbolic") is engine  # the registered one is back
+    assert main(["status", "run", "--json"]) == 0  # the model the server serves, not "vllm"
+    assert json.loads(capsys.readouterr().out)["model"] == "symbatcher-local"
 
 
 def test_retry_sends_to_the_server_its_run_config_named(

@@ -38,6 +38,7 @@ from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
 from symbatcher.interrupts import ctrl_c_held
+from symbatcher.pricing import model_of
 from symbatcher.results import ItemError, ItemPending, RunStats
 from symbatcher.templates import cached_templates
 
@@ -250,7 +251,7 @@ class Run:
                     stack.enter_context(client_per_thread.held(*engines))
                 if self._fast_lookup:
                     stack.enter_context(fast_engine_lookup())
-            model = getattr(bindings[self._engines[0]].engine, "model", None)
+            model = model_of(bindings[self._engines[0]].engine, None)  # vLLM: the served id
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)
             if self._setup is not None:
