@@ -54,6 +54,7 @@ class RunStats:
     failed: int = 0
     engine_calls: int = 0
     plain_calls: int = 0  # of those, calls to a plain engine: each sent on its own
+    retried_calls: int = 0  # of those, calls a call retry made again after a failure
     batches: int = 0
     batch_size: int = 1
     max_inflight_batches: int | None = None  # the cap the run used (given or the engine's)
@@ -82,11 +83,14 @@ class RunStats:
 
     def calls_line(self) -> str:
         """The engine calls and how they went, in words."""
+        calls = f"{self.engine_calls} engine calls"
+        if self.retried_calls:
+            calls += f" ({self.retried_calls} of them retries)"
         if self.engine_calls and not self.batched:
-            return f"{self.engine_calls} engine calls, each on its own (a plain engine)"
+            return f"{calls}, each on its own (a plain engine)"
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
         return (
-            f"{self.engine_calls} engine calls in {self.batches} batches, "
+            f"{calls} in {self.batches} batches, "
             f"mean batch fill {self.mean_batch_fill:.0%} of {self.batch_size}{cap}"
         )
 
@@ -111,6 +115,7 @@ class RunStats:
             "cost": round(self.cost, 6),
             "engine_calls": self.engine_calls,
             "plain_calls": self.plain_calls,
+            "retried_calls": self.retried_calls,
             "batches": self.batches,
             "mean_batch_size": round(self.mean_batch_size, 3),
             "mean_batch_fill": round(self.mean_batch_fill, 3),

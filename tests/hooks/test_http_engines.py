@@ -69,6 +69,10 @@ def test_server_errors_and_dropped_connections_are_retried_per_call(
     # every failure cost one more request, and nothing else did
     assert stats["requests"] == 80 + stats["errors"] + stats["dropped"]
     assert retry.retries == stats["errors"] + stats["dropped"]
+    # the run's figures say how many of its engine calls were retries
+    assert results.stats.engine_calls == stats["requests"]
+    assert results.stats.retried_calls == retry.retries
+    assert f"({retry.retries} of them retries)" in results.stats.calls_line()
 
 
 def test_spent_retries_leave_the_error_recorded(local_server: LocalServer, local_vllm: Any) -> None:

@@ -154,8 +154,13 @@ class RunContext:
         self.spent = 0.0  # cost of finished items and of calls made by items in flight
         self.finished_item_cost = 0.0
         self.finished_items = 0
+        self.retried_calls = 0  # engine calls made again by a call retry (CallRetry)
 
     # ------------------------------------------------------------------ totals
+    def call_retried(self) -> None:
+        with self._lock:
+            self.retried_calls += 1
+
     def add_call(self, record: CallRecord) -> None:
         with self._lock:
             self.prompt_tokens += record.prompt_tokens

@@ -211,3 +211,5 @@ class CallRetry(Hook):
                     wait = max(wait, asked)
                 if self._run is not None and not self._run.wait(min(wait, self.max_wait)):
                     raise RunCancelledError("the run stopped before the call's next try") from exc
+                if self._run is not None:
+                    self._run.call_retried()
