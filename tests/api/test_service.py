@@ -142,6 +142,12 @@ def test_submit_watch_and_page_results(service: Service) -> None:
         ]
         assert client.get("/stats").json()["jobs"]["succeeded"] == 1
         assert client.get("/openapi.json").status_code == 200
+        # an ended job can be removed, with its items and results
+        run_dir = service.folder / "runs" / job["id"]
+        assert run_dir.is_dir()
+        purged = client.delete(f"/jobs/{job['id']}", params={"purge": "true"})
+        assert purged.status_code == 200 and purged.json()["deleted"] is True
+        assert client.get(f"/jobs/{job['id']}").status_code == 404 and not run_dir.exists()
 
 
 def test_a_token_guards_everything_but_health(service: Service) -> None:
@@ -274,6 +280,8 @@ def test_cancel_a_running_job(tmp_path: Path) -> None:
     try:
         with slow.client() as client:
             job = submit_and_wait(client, 300, done=4)
+            running = client.delete(f"/jobs/{job['id']}", params={"purge": "true"})
+            assert running.status_code == 409 and "is running: cancel it first" in running.text
             assert client.delete(f"/jobs/{job['id']}").status_code == 200
             final = list(events(client, job["id"]))[-1]
             assert final == ("end", {"status": "cancelled"})

@@ -221,3 +221,20 @@ def test_only_a_failed_or_cancelled_job_is_queued_again(queue: JobQueue) -> None
     assert queue.retry(waiting.id).state == "queued"
     with pytest.raises(JobNotFoundError):
         queue.retry("nope")
+
+
+def test_only_an_ended_job_is_deleted_and_its_items_with_it(queue: JobQueue) -> None:
+    from symbatcher.queue import JobStateError
+
+    ended, waiting = queue.submit("x", items=range(2500)), queue.submit("x", items=[1])
+    queue.cancel(ended.id)
+    with pytest.raises(JobStateError, match="is queued: cancel it first"):
+        queue.delete(waiting.id)
+    assert queue.delete(ended.id).id == ended.id
+    with pytest.raises(JobNotFoundError):
+        queue.get(ended.id)
+    assert list(queue.items(ended.id)) == [] and list(queue.items(waiting.id)) == [1]
+    with closing(sqlite3.connect(queue.path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM job_items").fetchone()[0] == 1
+    with pytest.raises(JobNotFoundError):
+        queue.delete(ended.id)

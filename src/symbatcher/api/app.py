@@ -1,9 +1,10 @@
 """The REST API over a :class:`~symbatcher.queue.JobQueue`.
 
 Endpoints: ``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``DELETE /jobs/{id}``
-(cancel), ``POST /jobs/{id}/retry`` (a failed or cancelled job, queued again),
-``GET /jobs/{id}/results`` (JSON Lines, ``offset``/``limit``), ``GET /jobs/{id}/events``
-(server-sent progress events until the job ends), ``GET /stats``,
+(cancel; ``?purge=true``: remove an ended job), ``POST /jobs/{id}/retry`` (a failed or
+cancelled job, queued again), ``GET /jobs/{id}/results`` (JSON Lines,
+``offset``/``limit``), ``GET /jobs/{id}/events`` (server-sent progress events until the
+job ends), ``GET /stats``,
 ``GET /healthz``; OpenAPI docs at ``/docs``. With a token (``SYMBATCHER_API_TOKEN``) every
 endpoint but ``/healthz`` wants ``Authorization: Bearer <token>``. A job names a
 registered expression only, and reads a server-side file only inside the allowed folders.
@@ -16,6 +17,7 @@ import hmac
 import itertools
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -168,9 +170,17 @@ def create_app(
         return job_view(existing(job_id))
 
     @app.delete("/jobs/{job_id}", dependencies=guard)
-    def cancel_job(job_id: str) -> dict[str, Any]:
+    def cancel_job(job_id: str, purge: bool = False) -> dict[str, Any]:
+        """Cancel the job; with ``purge``, remove an ended one with its items and results."""
         existing(job_id)
-        return job_view(queue.cancel(job_id))
+        if not purge:
+            return job_view(queue.cancel(job_id))
+        try:
+            view = job_view(queue.delete(job_id))
+        except JobStateError as exc:
+            raise HTTPException(409, str(exc)) from None
+        shutil.rmtree(root / job_id, ignore_errors=True)
+        return view | {"deleted": True}
 
     @app.post("/jobs/{job_id}/retry", dependencies=guard)
     def retry_job(job_id: str) -> dict[str, Any]:

@@ -300,6 +300,23 @@ class JobQueue:
             )
         return self.get(job_id)
 
+    def delete(self, job_id: str) -> Job:
+        """Remove an ended job and its items from the queue (its run directory is the
+        caller's to remove); the job as it was. A job still queued or running is kept."""
+        job = self.get(job_id)
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r}")
+            if row["state"] not in ENDED:
+                raise JobStateError(
+                    f"job {job_id!r} is {row['state']}: cancel it first; only an ended job is "
+                    f"deleted"
+                )
+            db.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return job
+
     # ------------------------------------------------------------------ workers
     def claim(self, worker: str, lease: float = 30.0, now: float | None = None) -> Job | None:
         """The next job for ``worker``, now running under a lease, or None."""
