@@ -461,22 +461,26 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         "engine": settings.engine.model_dump(),
     }
 
+    kept = False
+
     def keep() -> None:
-        if spool:
-            spool.pop().replace(kept_data)
-        kept = {k: v for k, v in command.items() if k != "force"}
-        (run_dir / COMMAND_FILE).write_text(json.dumps(kept, indent=2), encoding="utf-8")
+        nonlocal kept
+        if not kept:
+            if spool:
+                spool.pop().replace(kept_data)
+            (run_dir / COMMAND_FILE).write_text(json.dumps(command, indent=2), encoding="utf-8")
+            kept = True
 
     if not (run_dir / STATE_FILE).exists():
         keep()  # a new run: nothing to overwrite, and a crash leaves what retry needs
         data = kept_data
     if dataset is None:
         dataset = read(data, fmt, on_bad="skip", name=name)
-    command["force"] = args.force
-    hooks = _hooks(run_dir, command, args.progress, retry_failed=False)
+    asked = {**command, "force": args.force}
+    hooks = _hooks(run_dir, asked, args.progress, retry_failed=False)
     checkpoint = hooks[0]
     try:
-        stats = _execute(run_dir, command, dataset, count, args.progress, hooks=hooks)
+        stats = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks)
     except RunMismatchError:
         raise  # an item of the data differs from the one the directory's run processed
     except BaseException:
