@@ -240,10 +240,7 @@ class JobQueue:
 
     def get(self, job_id: str) -> Job:
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        return Job.from_row(row)
+            return Job.from_row(_row(self._db, job_id))
 
     def list(self, state: JobState | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
         """Newest first: the job just submitted is on the first page, however many ended."""
@@ -267,9 +264,7 @@ class JobQueue:
         """End a queued job now; ask a running one to stop. An ended job stays as it is."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job {job_id!r}")
+            row = _row(db, job_id)
             if row["state"] == "queued":
                 db.execute(
                     "UPDATE jobs SET state = 'cancelled', finished_at = ?, cancel_requested = 1 "
@@ -284,9 +279,7 @@ class JobQueue:
         """Queue a failed or cancelled job again. Its run resumes from its items: those
         that succeeded are not run again, the failed ones and those never reached are."""
         with self._transaction() as db:
-            row = db.execute("SELECT state, settings FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job {job_id!r}")
+            row = _row(db, job_id)
             if row["state"] not in ("failed", "cancelled"):
                 raise JobStateError(
                     f"job {job_id!r} is {row['state']}: only a failed or cancelled job is retried"
@@ -303,15 +296,11 @@ class JobQueue:
     def delete(self, job_id: str) -> Job:
         """Remove an ended job and its items from the queue (its run directory is the
         caller's to remove); the job as it was. A job still queued or running is kept."""
-        job = self.get(job_id)
         with self._transaction() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job {job_id!r}")
-            if row["state"] not in ENDED:
+            job = Job.from_row(_row(db, job_id))
+            if job.state not in ENDED:
                 raise JobStateError(
-                    f"job {job_id!r} is {row['state']}: cancel it first; only an ended job is "
-                    f"deleted"
+                    f"job {job_id!r} is {job.state}: cancel it first; only an ended job is deleted"
                 )
             db.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -402,6 +391,13 @@ class JobQueue:
                 ),
             ).rowcount
         return bool(changed)
+
+
+def _row(db: sqlite3.Connection, job_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    return row
 
 
 def _put_items(db: sqlite3.Connection, job_id: str, items: Iterable[Any]) -> int:
