@@ -185,7 +185,7 @@ def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
         ) from exc
     if not isinstance(data, list):
         raise DataFormatError(
-            f"{name}: expected a JSON array of items, got {type(data).__name__} (a run "
-            f"config's items_path picks the list inside it, e.g. items_path: data.rows)"
+            f"{name}: expected a JSON array of items, got {type(data).__name__} (for "
+            f"symbatcher run, a config's items_path picks the list inside it: data.rows)"
         )
     yield from data
