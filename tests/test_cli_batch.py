@@ -312,6 +312,23 @@ def test_retry_runs_every_failed_item_again_reading_them_a_page_at_a_time(
     assert all(f"item-{i}" in str(r["output"]) for i, r in enumerate(rows))
 
 
+def test_fail_fast_ends_with_the_first_error_in_a_line_and_the_rest_resumable(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(40)])
+    (tmp_path / "blocked").touch()
+    run = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "run", "--progress", "off"]
+    fail_fast = [*run, "--error-handling", "fail_fast", "--retries", "1", "--workers", "2"]
+    assert main(fail_fast) == 1
+    err = capsys.readouterr().err
+    assert "symbatcher: fail_fast: RuntimeError: blocked (raised by item " in err
+    assert "failed: 40 items: 0 succeeded, " in err and "Traceback" not in err
+    (tmp_path / "blocked").unlink()
+    assert main(["retry", "run", "--progress", "off"]) == 0  # kept in command.json: fail_fast
+    assert main(run) == 0  # the rest, never reached
+    assert engine.call_count == 40
+
+
 def test_retry_runs_the_failed_items_again(
     pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

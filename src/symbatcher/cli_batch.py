@@ -480,17 +480,17 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     hooks = _hooks(run_dir, asked, args.progress, retry_failed=False)
     checkpoint = hooks[0]
     try:
-        stats = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks)
+        status = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks).status
     except RunMismatchError:
         raise  # an item of the data differs from the one the directory's run processed
-    except BaseException:
+    except BaseException as exc:
         if checkpoint.began:
             keep()
-        raise
+        status = _failed_fast(exc, asked)
     keep()
     if settings.out:
         _export(run_dir, Path(settings.out), "csv" if settings.out.endswith(".csv") else "jsonl")
-    return _finish(run_dir, stats.status)
+    return _finish(run_dir, status)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -570,8 +570,11 @@ def retry_command(args: argparse.Namespace) -> int:
             # by running the rest again
             for r in paged(store, (FAILED, RUNNING))
         )
-        stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
-        return _finish(run_dir, stats.status)
+        try:
+            status = _execute(run_dir, command, failed, total, args.progress, indexed=True).status
+        except BaseException as exc:
+            status = _failed_fast(exc, command)
+        return _finish(run_dir, status)
 
 
 def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) -> dict[int, Any]:
@@ -651,6 +654,21 @@ def _stored_command(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} was not made by `symbatcher run` (no {COMMAND_FILE})"
         ) from None
     return command
+
+
+def _failed_fast(exc: BaseException, command: dict[str, Any]) -> str:
+    """With ``fail_fast`` the run raises its first item's error: say it in a line, as the
+    end of a run, instead of a traceback through symai; anything else goes on up."""
+    if command.get("error_handling") != "fail_fast" or not isinstance(exc, Exception):
+        raise exc
+    if isinstance(exc, SymbatcherError):  # symbatcher's own: a set-up error, said as one
+        raise exc
+    notes = "; ".join(note.removeprefix("symbatcher: ") for note in getattr(exc, "__notes__", []))
+    print(
+        f"symbatcher: fail_fast: {type(exc).__name__}: {exc}" + (f" ({notes})" if notes else ""),
+        file=sys.stderr,
+    )
+    return "failed"
 
 
 def _finish(run_dir: Path, status: str) -> int:
