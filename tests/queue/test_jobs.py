@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -238,3 +239,49 @@ def test_only_an_ended_job_is_deleted_and_its_items_with_it(queue: JobQueue) -> 
         assert db.execute("SELECT COUNT(*) FROM job_items").fetchone()[0] == 1
     with pytest.raises(JobNotFoundError):
         queue.delete(ended.id)
+
+
+def test_a_large_submission_holds_up_no_other_user_of_the_queue(tmp_path: Path) -> None:
+    """Items are written a chunk per short transaction: while a file is still being read,
+    another process claims, heartbeats and looks; the job is ``submitting``, unclaimed."""
+    path = tmp_path / "jobs.sqlite"
+    queue, other = JobQueue(path), JobQueue(path)
+    other._db.execute("PRAGMA busy_timeout = 200")  # a held write lock fails it at once
+    running = other.submit("x", items=[1])
+    assert other.claim("w") is not None
+    seen: list[str] = []
+
+    def records() -> Iterator[int]:
+        for n in range(5000):
+            if n == 2500:  # two chunks in, the rest still to read
+                (submitting,) = [j for j in other.list() if j.state == "submitting"]
+                seen.append(submitting.state)
+                assert other.claim("w2") is None  # nothing claimable: it is not queued yet
+                assert other.heartbeat(running.id, "w") is not None
+            yield n
+
+    job = queue.submit("x", items=records())
+    assert seen == ["submitting"]
+    assert job.state == "queued" and job.total == 5000
+    assert list(queue.items(job.id, start=4998)) == [4998, 4999]
+    assert other.claim("w2") == other.get(job.id)
+    queue.close()
+    other.close()
+
+
+def test_a_submission_whose_submitter_died_is_removed_by_the_next_claim(queue: JobQueue) -> None:
+    from symbatcher.queue import jobs
+
+    with closing(sqlite3.connect(queue.path)) as db, db:
+        db.execute(
+            "INSERT INTO jobs (id, expression, settings, state, created_at, lease_until) "
+            "VALUES ('dead', 'x', '{}', 'submitting', 1.0, ?), "
+            "('busy', 'x', '{}', 'submitting', 1.0, ?)",
+            (time.time() - 1, time.time() + jobs.SUBMIT_LEASE),
+        )
+        db.execute("INSERT INTO job_items VALUES ('dead', 0, '[1]'), ('busy', 0, '[2]')")
+    assert queue.claim("w") is None
+    with pytest.raises(JobNotFoundError):
+        queue.get("dead")
+    assert queue.get("busy").state == "submitting"  # its submitter is still writing
+    assert list(queue.items("dead")) == [] and list(queue.items("busy")) == [2]

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from symbatcher.errors import SymbatcherError
 
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobState = Literal["submitting", "queued", "running", "succeeded", "failed", "cancelled"]
 ENDED: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 
 _SCHEMA = """
@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS job_items (
 CHUNK = 1000
 #: ``PRAGMA user_version`` of a queue whose items are in ``job_items`` (0: in the settings)
 VERSION = 1
+#: seconds a job being submitted stays, unless its submitter writes again: a submitter that
+#: died leaves a job nobody claims, removed by the next claim once this lapsed
+SUBMIT_LEASE = 60.0
 
 
 class JobNotFoundError(SymbatcherError, KeyError):
@@ -155,7 +158,10 @@ class JobQueue:
                 for row in rows:
                     settings = json.loads(row["settings"])
                     if isinstance(settings.get("items"), list):
-                        total = _put_items(self._db, row["id"], settings.pop("items"))
+                        items = settings.pop("items")
+                        for number, chunk in enumerate(_chunks(items)):
+                            _write_chunk(self._db, row["id"], number, chunk)
+                        total = len(items)
                         self._db.execute(
                             "UPDATE jobs SET settings = ?, total = ? WHERE id = ?",
                             (json.dumps(settings), total, row["id"]),
@@ -195,8 +201,10 @@ class JobQueue:
         """A new queued job; higher ``priority`` goes first, then older jobs.
 
         ``items`` (or ``settings["items"]``) may be any iterable, a generator too: it is
-        written as it is read, in the one transaction that makes the job, so an error
-        while reading it (a bad record, too many items) leaves no job behind."""
+        read a chunk at a time, each written in a short transaction of its own, so reading
+        a large file holds up no other user of the queue. Until the last chunk is in, the
+        job is ``submitting``, which no worker claims; an error while reading (a bad
+        record) removes it, and leaves no job behind."""
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         settings = dict(settings or {})
@@ -208,21 +216,47 @@ class JobQueue:
             raise TypeError(f"a job's items are an iterable of items, not {type(items).__name__}")
         job_id = uuid.uuid4().hex
         with self._transaction() as db:
-            total = None if items is None else _put_items(db, job_id, items)
             db.execute(
                 "INSERT INTO jobs (id, expression, settings, state, priority, timeout, "
-                "created_at, total) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                "created_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     expression,
                     json.dumps(settings),
+                    "queued" if items is None else "submitting",
                     priority,
                     timeout,
                     time.time() if now is None else now,
-                    total,
+                    None if items is None else time.time() + SUBMIT_LEASE,
                 ),
             )
+        if items is not None:
+            try:
+                self._put_items(job_id, items)
+            except BaseException:
+                with self._transaction() as db:
+                    _remove(db, job_id)
+                raise
         return self.get(job_id)
+
+    def _put_items(self, job_id: str, items: Iterable[Any]) -> int:
+        """Write the items a chunk per transaction (read outside the queue's lock), then
+        queue the job; how many."""
+        total = 0
+        for number, chunk in enumerate(_chunks(items)):
+            with self._transaction() as db:
+                _write_chunk(db, job_id, number, chunk)
+                db.execute(
+                    "UPDATE jobs SET lease_until = ? WHERE id = ?",
+                    (time.time() + SUBMIT_LEASE, job_id),
+                )
+            total += len(chunk)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'queued', total = ?, lease_until = NULL WHERE id = ?",
+                (total, job_id),
+            )
+        return total
 
     def items(self, job_id: str, start: int = 0) -> Iterator[Any]:
         """The job's items from ``start`` on, read a chunk at a time (each a short read:
@@ -302,8 +336,7 @@ class JobQueue:
                 raise JobStateError(
                     f"job {job_id!r} is {job.state}: cancel it first; only an ended job is deleted"
                 )
-            db.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            _remove(db, job_id)
         return job
 
     # ------------------------------------------------------------------ workers
@@ -311,6 +344,11 @@ class JobQueue:
         """The next job for ``worker``, now running under a lease, or None."""
         now = time.time() if now is None else now
         with self._transaction() as db:
+            for (stale,) in db.execute(
+                "SELECT id FROM jobs WHERE state = 'submitting' AND lease_until < ?",
+                (time.time(),),
+            ).fetchall():
+                _remove(db, stale)  # its submitter died mid-way: nobody will queue it
             row = db.execute(
                 "SELECT id FROM jobs WHERE state = 'queued' "
                 "OR (state = 'running' AND lease_until < ?) "
@@ -400,14 +438,19 @@ def _row(db: sqlite3.Connection, job_id: str) -> sqlite3.Row:
     return row
 
 
-def _put_items(db: sqlite3.Connection, job_id: str, items: Iterable[Any]) -> int:
-    """Write ``items`` as the job's chunks (inside the caller's transaction); how many."""
-    total = number = 0
+def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, CHUNK)):
-        db.execute(
-            "INSERT INTO job_items (job_id, chunk, items) VALUES (?, ?, ?)",
-            (job_id, number, json.dumps(chunk)),
-        )
-        total, number = total + len(chunk), number + 1
-    return total
+        yield chunk
+
+
+def _write_chunk(db: sqlite3.Connection, job_id: str, number: int, chunk: list[Any]) -> None:
+    db.execute(
+        "INSERT INTO job_items (job_id, chunk, items) VALUES (?, ?, ?)",
+        (job_id, number, json.dumps(chunk)),
+    )
+
+
+def _remove(db: sqlite3.Connection, job_id: str) -> None:
+    db.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
+    db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
