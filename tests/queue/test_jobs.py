@@ -101,6 +101,9 @@ def test_cancel_queued_and_running_jobs(queue: JobQueue) -> None:
     assert beat is not None and beat.cancel_requested  # the worker learns it here
     assert queue.finish(waiting.id, "w", "cancelled", now=4.0)
     assert queue.counts()["cancelled"] == 2
+    assert list(queue.counts()) == [
+        "submitting", "queued", "running", "succeeded", "failed", "cancelled"
+    ]  # fmt: skip
     assert queue.cancel(waiting.id).state == "cancelled"  # ended jobs stay as they are
 
 
@@ -258,6 +261,7 @@ def test_a_large_submission_holds_up_no_other_user_of_the_queue(tmp_path: Path) 
                 seen.append(submitting.state)
                 assert other.claim("w2") is None  # nothing claimable: it is not queued yet
                 assert other.heartbeat(running.id, "w") is not None
+                assert other.counts()["submitting"] == 1
             yield n
 
     job = queue.submit("x", items=records())

@@ -28,7 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
-from symbatcher.queue.jobs import ENDED, Job, JobNotFoundError, JobQueue, JobStateError
+from symbatcher.queue.jobs import (
+    ENDED,
+    Job,
+    JobNotFoundError,
+    JobQueue,
+    JobState,
+    JobStateError,
+)
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
 
@@ -159,7 +166,7 @@ def create_app(
 
     @app.get("/jobs", dependencies=guard)
     def list_jobs(
-        status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+        status: JobState | None = None,
         limit: int = Query(50, ge=1, le=1000),
         offset: int = Query(0, ge=0),
     ) -> list[dict[str, Any]]:

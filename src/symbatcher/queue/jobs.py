@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from symbatcher.errors import SymbatcherError
 
@@ -292,7 +292,7 @@ class JobQueue:
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-        return {state: 0 for state in ("queued", "running", *ENDED)} | {r[0]: r[1] for r in rows}
+        return {state: 0 for state in get_args(JobState)} | {r[0]: r[1] for r in rows}
 
     def cancel(self, job_id: str, now: float | None = None) -> Job:
         """End a queued job now; ask a running one to stop. An ended job stays as it is."""
