@@ -289,3 +289,27 @@ def test_a_submission_whose_submitter_died_is_removed_by_the_next_claim(queue: J
         queue.get("dead")
     assert queue.get("busy").state == "submitting"  # its submitter is still writing
     assert list(queue.items("dead")) == [] and list(queue.items("busy")) == [2]
+
+
+def test_a_submission_too_slow_for_its_lease_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from symbatcher.queue import JobStateError, jobs
+
+    path = tmp_path / "jobs.sqlite"
+    queue, other = JobQueue(path), JobQueue(path)
+    monkeypatch.setattr(jobs, "SUBMIT_LEASE", -1.0)  # lapsed as soon as it is written
+
+    def records() -> Iterator[int]:
+        for n in range(2500):
+            if n == 1500:
+                assert other.claim("w") is None  # takes the submission for abandoned
+            yield n
+
+    with pytest.raises(JobStateError, match="lapsed"):
+        queue.submit("x", items=records())
+    assert queue.list() == []
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM job_items").fetchone()[0] == 0
+    queue.close()
+    other.close()

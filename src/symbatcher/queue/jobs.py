@@ -245,11 +245,16 @@ class JobQueue:
         total = 0
         for number, chunk in enumerate(_chunks(items)):
             with self._transaction() as db:
-                _write_chunk(db, job_id, number, chunk)
-                db.execute(
-                    "UPDATE jobs SET lease_until = ? WHERE id = ?",
+                renewed = db.execute(
+                    "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'submitting'",
                     (time.time() + SUBMIT_LEASE, job_id),
-                )
+                ).rowcount
+                if not renewed:  # a claim took it for abandoned: the items came too slowly
+                    raise JobStateError(
+                        f"the submission of job {job_id!r} lapsed: more than "
+                        f"{SUBMIT_LEASE:g} s passed between two chunks of {CHUNK} items"
+                    )
+                _write_chunk(db, job_id, number, chunk)
             total += len(chunk)
         with self._transaction() as db:
             db.execute(
