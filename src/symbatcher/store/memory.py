@@ -17,6 +17,9 @@ from typing import Any
 
 from symbatcher.store.base import FINISHED, ItemRecord, RunStore, StoreTotals
 
+#: records copied per hold of the lock
+CHUNK = 512
+
 
 class MemoryStore(RunStore):
     def __init__(self) -> None:
@@ -90,9 +93,9 @@ class MemoryStore(RunStore):
             with self._lock:
                 rows = (self._items[i] for i in self._from(start))
                 chosen = (r for r in rows if not statuses or r.status in statuses)
-                chunk = [copy.copy(r) for r in itertools.islice(chosen, 512)]
+                chunk = [copy.copy(r) for r in itertools.islice(chosen, CHUNK)]
             yield from chunk
-            if len(chunk) < 512:
+            if len(chunk) < CHUNK:
                 return
             start = chunk[-1].index + 1
 

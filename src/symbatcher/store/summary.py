@@ -2,7 +2,9 @@
 
 For the end of a command-line run and ``symbatcher status``: both must stay cheap on a run of
 millions of items, so this reads the store's totals and streams only the failed rows,
-keeping a few examples per error type (the full snapshot holds a dict per item).
+keeping a few examples per error type (the full snapshot holds a dict per item). Rows are
+read a page at a time (``pages.paged``), as the snapshot reads them: ``status`` of a run
+going on holds no read open while it counts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from symbatcher.store.base import FAILED, FINISHED, RunStore
+from symbatcher.store.pages import paged
 
 #: failed items named per error type
 EXAMPLES = 3
@@ -42,7 +45,7 @@ def summarize(store: RunStore) -> RunSummary:
     total = store.read_meta().get("total")
     items = total if isinstance(total, int) and total >= totals.items else totals.items
     groups: dict[str, FailureGroup] = {}
-    for record in store.items((FAILED,)):
+    for record in paged(store, (FAILED,)):
         kind = record.error_type or "Error"
         group = groups.setdefault(kind, FailureGroup(kind))
         group.count += 1
@@ -66,7 +69,7 @@ def jobs_done(store: RunStore, per_job: int, total: int | None) -> int:
     as the snapshot counts them, holding a count per job rather than a dict per item."""
     seen: Counter[int] = Counter()
     finished: Counter[int] = Counter()
-    for record in store.items():
+    for record in paged(store, ()):
         job = record.index // per_job
         seen[job] += 1
         if record.status in FINISHED:
