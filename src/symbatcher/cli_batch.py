@@ -479,8 +479,10 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     asked = {**command, "force": args.force}
     hooks = _hooks(run_dir, asked, args.progress, retry_failed=False)
     checkpoint = hooks[0]
+    stats = None
     try:
-        status = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks).status
+        stats = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks)
+        status = stats.status
     except RunMismatchError:
         raise  # an item of the data differs from the one the directory's run processed
     except BaseException as exc:
@@ -488,9 +490,12 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
             keep()
         status = _failed_fast(exc, asked)
     keep()
+    wrote = None
     if settings.out:
-        _export(run_dir, Path(settings.out), "csv" if settings.out.endswith(".csv") else "jsonl")
-    return _finish(run_dir, status)
+        out = Path(settings.out)
+        rows = _export(run_dir, out, "csv" if settings.out.endswith(".csv") else "jsonl")
+        wrote = f"{rows} items -> {out}"
+    return _finish(run_dir, status, stats, wrote)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -570,11 +575,13 @@ def retry_command(args: argparse.Namespace) -> int:
             # by running the rest again
             for r in paged(store, (FAILED, RUNNING))
         )
+        stats = None
         try:
-            status = _execute(run_dir, command, failed, total, args.progress, indexed=True).status
+            stats = _execute(run_dir, command, failed, total, args.progress, indexed=True)
+            status = stats.status
         except BaseException as exc:
             status = _failed_fast(exc, command)
-        return _finish(run_dir, status)
+        return _finish(run_dir, status, stats)
 
 
 def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) -> dict[int, Any]:
@@ -671,8 +678,14 @@ def _failed_fast(exc: BaseException, command: dict[str, Any]) -> str:
     return "failed"
 
 
-def _finish(run_dir: Path, status: str) -> int:
+def _finish(run_dir: Path, status: str, stats: Any = None, wrote: str | None = None) -> int:
+    """The directory's counts (every run of it so far), then what this run did and how
+    fast: the figures a user tunes ``--workers`` and ``--batch-size`` by."""
     lines, failed = _summary(run_dir)
+    if stats is not None:
+        lines.append(f"  this run: {stats.summary().split(': ', 1)[1]}")
+    if wrote is not None:
+        lines.append(f"  {wrote}")
     print(f"{status}: " + "\n".join(lines), file=sys.stderr)
     if status == "budget_reached":
         return EXIT_BUDGET

@@ -48,7 +48,7 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
                 row = result_row(record)
                 flat = {
                     **row,
-                    "input": json.dumps(row["input"], ensure_ascii=False),
+                    "input": _text(row["input"]),
                     "output": "" if row["output"] is None else _text(row["output"]),
                     "error": "" if row["error"] is None else json.dumps(row["error"]),
                 }
@@ -66,4 +66,6 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
 
 
 def _text(value: Any) -> str:
+    """A cell: text as it is (a spreadsheet shows ``great``, not ``"great"``), anything
+    else as JSON."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
