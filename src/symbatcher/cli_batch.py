@@ -16,7 +16,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,12 @@ def add_commands(commands: Any) -> None:
         help="the server behind --engine-url (vllm)",
     )
     serve.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
+    serve.add_argument(
+        "--keep-days",
+        type=positive_number("days"),
+        help="remove a job (its items, results and run directory) this many days after it "
+        "ended, e.g. 7 or 0.5 (default: keep every job until it is purged)",
+    )
 
 
 TIMEOUT_HELP = (
@@ -127,14 +133,22 @@ TIMEOUT_HELP = (
 )
 
 
-def timeout_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
+def positive_number(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``unit`` above 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a number of {unit} > 0, got {text}")
+        return value
+
+    return parse
+
+
+timeout_seconds = positive_number("seconds")
 
 
 def only_with_url(args: argparse.Namespace) -> None:
@@ -532,6 +546,7 @@ def serve_command(args: argparse.Namespace) -> int:
             imports=args.imports,
             data_dirs=args.data_dir,
             default_price=default_price,
+            keep=None if args.keep_days is None else args.keep_days * 86400,
             on_ready=lambda url: print(
                 f"symbatcher serve: listening on {url}, {args.workers} worker(s), queue in "
                 f"{args.dir}; Ctrl-C stops (after the running jobs; twice: now)",

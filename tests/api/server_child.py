@@ -1,9 +1,10 @@
 """A symbatcher service for the API tests: `echo` registered, a simulated engine.
 
-python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL]
+python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL [OPTION ...]]
 
 With ENGINE_URL it is the ``symbatcher serve`` command instead, sending the calls to the
-server there (its token from ``SYMBATCHER_API_TOKEN``; LATENCY and TOKEN unused).
+server there (its token from ``SYMBATCHER_API_TOKEN``; LATENCY and TOKEN unused), with any
+further OPTIONs of the command.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ if __name__ == "__main__":
     folder, port, latency, lease, token, data_dir = sys.argv[1:7]
     if len(sys.argv) > 7:
         serve_args = ["--dir", folder, "--port", port, "--workers", "1", "--lease", lease]
-        sys.exit(main(["serve", *serve_args, "--data-dir", data_dir, "--engine-url", sys.argv[7]]))
+        serve_args += ["--data-dir", data_dir, "--engine-url", sys.argv[7], *sys.argv[8:]]
+        sys.exit(main(["serve", *serve_args]))
     with use_engine(SimulatedEngine(latency=float(latency))):
         serve(
             folder,

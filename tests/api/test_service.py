@@ -33,9 +33,11 @@ class Service:
         token_from_env: bool = False,
         stderr: Path | None = None,
         engine_url: str | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
         self.engine_url = engine_url  # then it is `symbatcher serve --engine-url` (see the child)
+        self.options = options  # more of that command's options
         self.token_from_env = token_from_env  # SYMBATCHER_API_TOKEN, as `symbatcher serve` reads it
         self.stderr = stderr  # where its stderr goes (default: the test's)
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,7 +50,7 @@ class Service:
         self.url = f"http://127.0.0.1:{port}"
         token = "" if self.token_from_env else TOKEN
         args = [str(self.folder), str(port), str(self.latency), str(self.lease), token]
-        extra = [self.engine_url] if self.engine_url else []
+        extra = [self.engine_url, *self.options] if self.engine_url else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         env.pop("SYMBATCHER_API_TOKEN", None)
         if self.token_from_env:
@@ -201,6 +203,40 @@ def test_serve_sends_the_jobs_calls_to_the_server_at_engine_url(
         assert local_server.stats()["ok"] == 5
     finally:
         running.stop()
+
+
+def test_keep_days_removes_an_ended_job_with_its_results(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    (tmp_path / "data").mkdir()
+    keep = ("--keep-days", "0.00005")  # 4.3 s; a sweep every second
+    running = Service(
+        tmp_path / "svc",
+        tmp_path / "data",
+        0.0,
+        1.0,
+        True,
+        engine_url=local_server.url,
+        options=keep,
+    ).start()
+    try:
+        with running.client() as client:
+            job = client.post("/jobs", json={"expression": "echo", "items": ["a", "b"]}).json()
+            assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+            assert len(results(client, job["id"])) == 2  # kept while its term runs
+            assert (tmp_path / "svc" / "runs" / job["id"]).is_dir()
+            for _ in range(600):  # a look every 50 ms, for up to 30 s
+                if client.get(f"/jobs/{job['id']}").status_code == 404:
+                    break
+                threading_wait(0.05)
+            else:
+                raise AssertionError("the ended job was still there after 30 s")
+            assert client.get("/jobs").json() == []
+            assert client.get(f"/jobs/{job['id']}/results").status_code == 404
+        assert not (tmp_path / "svc" / "runs" / job["id"]).exists()
+    finally:
+        running.stop()
+    assert running.process is not None and running.process.returncode == 143  # SIGTERM
 
 
 def test_bad_requests_get_clear_4xx(service: Service, tmp_path: Path) -> None:

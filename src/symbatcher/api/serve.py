@@ -24,6 +24,7 @@ from typing import Any
 from symbatcher.errors import ServiceError
 from symbatcher.interrupts import Terminated, sigterm_raises
 from symbatcher.queue.jobs import JobQueue
+from symbatcher.queue.retention import Retention
 from symbatcher.queue.worker import WorkerPool
 
 logger = logging.getLogger("symbatcher")
@@ -41,6 +42,7 @@ def serve(
     token: str | None = None,
     log_level: str = "warning",
     default_price: Any = None,
+    keep: float | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until interrupted (see the module's docstring for how it stops).
@@ -49,7 +51,9 @@ def serve(
     calls once ``imports`` ran (one of them may register it): else every job would fail;
     and (``ServiceError``) when it cannot listen at ``host:port``, before any job starts:
     a second service on a folder whose port is taken would otherwise run its jobs unseen.
-    ``default_price`` prices the calls of models priced nowhere (see ``Cost``).
+    ``default_price`` prices the calls of models priced nowhere (see ``Cost``). ``keep``:
+    seconds an ended job is kept (its items, results and run directory) before it is
+    removed (:class:`~symbatcher.queue.retention.Retention`); ``None`` keeps every job.
     ``on_ready(url)`` is called once it listens (``port=0``: a free port) and runs jobs.
     """
     import uvicorn
@@ -70,6 +74,7 @@ def serve(
         )
         config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         server = uvicorn.Server(config)
+        retention = Retention(queue, folder / "runs", keep) if keep is not None else None
         pool.start()
         bound_host, bound_port = listener.getsockname()[:2]
         url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
@@ -77,11 +82,16 @@ def serve(
         if on_ready is not None:
             on_ready(url)
         with sigterm_raises():
+            if retention is not None:
+                retention.start()
             try:
                 server.run(sockets=[listener])
             except BaseException as exc:
                 _stop(pool, now=isinstance(exc, Terminated))
                 raise
+            finally:
+                if retention is not None:
+                    retention.stop()
             _stop(pool, now=False)
         queue.close()
     finally:

@@ -2,6 +2,7 @@
 
 from symbatcher.queue.jobs import Job, JobQueue, JobState, JobStateError
 from symbatcher.queue.registry import ExpressionRegistry, register, registry
+from symbatcher.queue.retention import Retention
 
 __all__ = [
     "ExpressionRegistry",
@@ -9,6 +10,7 @@ __all__ = [
     "JobQueue",
     "JobState",
     "JobStateError",
+    "Retention",
     "register",
     "registry",
 ]

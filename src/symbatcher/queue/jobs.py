@@ -17,6 +17,7 @@ and its worker streams them, so a job of millions of items costs disk, not memor
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 import sqlite3
@@ -343,6 +344,24 @@ class JobQueue:
                 )
             _remove(db, job_id)
         return job
+
+    def expire(
+        self, older_than: float, now: float | None = None, limit: int = 100
+    ) -> builtins.list[Job]:
+        """Remove up to ``limit`` jobs that ended more than ``older_than`` seconds ago, with
+        their items (their run directories are the caller's to remove); the jobs removed,
+        oldest first. ``limit`` keeps each write short: call again while it returns some."""
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(ENDED))
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) AND finished_at <= ? "
+                "ORDER BY finished_at, id LIMIT ?",
+                (*ENDED, now - older_than, limit),
+            ).fetchall()
+            for row in rows:
+                _remove(db, row["id"])
+        return [Job.from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ workers
     def claim(self, worker: str, lease: float = 30.0, now: float | None = None) -> Job | None:
