@@ -1,6 +1,7 @@
 """symbatcher: run symbolicai Expressions over large datasets with batched engine calls."""
 
 from symbatcher.binding import EngineBinding
+from symbatcher.carry import carry
 from symbatcher.errors import (
     BatchProtocolError,
     DatasetError,
@@ -64,6 +65,7 @@ __all__ = [
     "SymaiConfigError",
     "SymbatcherError",
     "__version__",
+    "carry",
     "load_snapshot",
     "local_engine",
 ]

@@ -5,7 +5,10 @@ registry. Its ``executor_callback`` (also its ``__call__``, which is what symai'
 ``_execute_query`` invokes) routes a call to the run that the calling thread works for;
 a thread that belongs to no run (the main thread, another library's pool, a thread the
 expression started itself) goes straight to the real engine. Every other attribute --
-``prepare``, ``preview``, ``id``, settings -- is the real engine's.
+``prepare``, ``preview``, ``id``, settings -- is the real engine's. A thread an item
+started joins its run by running its work under :func:`symbatcher.carry.carry`; without
+that, the first such call of a binding is logged, since it escapes the run's batching,
+cost, budget and checkpoint.
 
 Bindings are reference-counted, so two runs at once (or a run nested in another run's
 expression) share one binding; the last run to finish puts the real engine back, but
@@ -67,26 +70,37 @@ def current_route() -> RunRoute | None:
     return route
 
 
+def run_worker() -> bool:
+    """Whether the calling thread is one of a run's own workers, not a thread an item
+    carried its run into (see :mod:`symbatcher.carry`)."""
+    return current_route() is not None and not getattr(_thread_state, "carried", False)
+
+
 @contextmanager
-def routed_to(route: RunRoute) -> Iterator[None]:
-    """Mark the current thread as a worker of a run for the duration of the block."""
-    previous = current_route()
-    _thread_state.route = route
+def routed_to(route: RunRoute, carried: bool = False) -> Iterator[None]:
+    """Mark the current thread as a worker of a run (``carried``: a thread an item of
+    it started) for the duration of the block."""
+    previous = current_route(), getattr(_thread_state, "carried", False)
+    _thread_state.route, _thread_state.carried = route, carried
     try:
         yield
     finally:
-        _thread_state.route = previous
+        _thread_state.route, _thread_state.carried = previous
 
 
 class EngineBinding:
     """Stands in for one engine in symai's registry and routes calls to their run."""
 
-    _own = frozenset({"_sb_name", "_sb_engine", "_sb_executor"})
+    _own = frozenset({"_sb_name", "_sb_engine", "_sb_executor", "_sb_owners", "_sb_warned"})
 
     def __init__(self, name: str, engine: Any, executor: Executor | None = None) -> None:
         object.__setattr__(self, "_sb_name", name)
         object.__setattr__(self, "_sb_engine", engine)
         object.__setattr__(self, "_sb_executor", executor or executor_for(engine))
+        # threads that started a run with this binding: their own calls (a program's,
+        # between the results it consumes) are plainly not an item's
+        object.__setattr__(self, "_sb_owners", set())
+        object.__setattr__(self, "_sb_warned", False)
 
     @property
     def engine(self) -> Any:
@@ -102,8 +116,26 @@ class EngineBinding:
         """Queue the call in its run and block until its answer; outside runs, call directly."""
         route = current_route()
         if route is None or self._sb_name not in route.engines:
+            if route is None and not self._sb_warned:
+                self._foreign_call()
             return self.executor.call_one(argument)
         return route.submit(self._sb_name, self, argument)
+
+    def _foreign_call(self) -> None:
+        """A thread that is no run's called the engine while a run has it bound: most
+        likely one an item started, whose calls then escape the run. Said once."""
+        thread = threading.current_thread()
+        if thread.ident in self._sb_owners:
+            return
+        object.__setattr__(self, "_sb_warned", True)
+        logger.warning(
+            "symbatcher: engine %r was called from thread %r, which is none of the run's "
+            "workers: the call goes to the engine directly, not batched and not seen by the "
+            "run (its cost, budget, checkpoint, retries). If the run's expression started "
+            "that thread, have it run its work under symbatcher.carry(...)",
+            self._sb_name,
+            thread.name,
+        )
 
     def __call__(self, argument: Any) -> Answer:
         return self.executor_callback(argument)
@@ -145,12 +177,14 @@ def _acquire(name: str) -> EngineBinding:
         if name in _bound:
             binding, count = _bound[name]
             _bound[name] = (binding, count + 1)
+            binding._sb_owners.add(threading.get_ident())
             return binding
         engine = available_engine(name)
         # One engine under two names is still one engine: the bindings share its executor,
         # and with it the slots it declares (else each name would get the full capacity).
         shared = next((b.executor for b, _ in _bound.values() if b.engine is engine), None)
         binding = EngineBinding(name, engine, shared)
+        binding._sb_owners.add(threading.get_ident())
         repo.register(name, binding, allow_engine_override=True)
         _bound[name] = (binding, 1)
         return binding

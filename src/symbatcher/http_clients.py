@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from symbatcher.binding import current_route
+from symbatcher.binding import run_worker
 from symbatcher.overrides import UNCHANGED, EngineOverride
 
 logger = logging.getLogger("symbatcher")
@@ -79,8 +79,9 @@ class ThreadClients:
             return self._settings
 
     def client(self) -> httpx.Client:
-        """The calling thread's client: its own if it is a run's worker, else the shared one."""
-        if current_route() is None:
+        """The calling thread's client: its own if it is a run's worker, else the shared one
+        (also for a thread an item carried its run into: nothing would close its own)."""
+        if not run_worker():
             return _shared_client()
         clients: dict[int, httpx.Client] | None = getattr(_local, "clients", None)
         if clients is None:
