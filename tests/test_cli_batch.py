@@ -596,6 +596,23 @@ def test_prices_given_price_a_model_symai_does_not_know_and_the_command_line_win
     assert engine.call_count == 20
 
 
+def test_a_budget_with_an_unpriced_model_halts_and_the_same_command_priced_goes_on(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(40)])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main([*run, "--max-cost", "5", "--workers", "2"]) == 1  # not a success
+    err = capsys.readouterr().err
+    assert err.startswith("failed: 40 items: 0 succeeded, 0 failed, ")  # none failed: halted
+    assert "  stopped: no price known for model 'simulated'" in err
+    assert "--price simulated=INPUT,OUTPUT" in err and "run the same command to go on" in err
+    halted = engine.call_count
+    assert 1 <= halted <= 2
+    assert main([*run, "--max-cost", "5", "--price", "simulated=1,2"]) == 0
+    assert "40 items: 40 succeeded, 0 failed, 0 pending" in capsys.readouterr().err
+    assert engine.call_count == halted + 40
+
+
 @pytest.mark.parametrize(
     "given", ["simulated", "simulated=1", "=1,2", "m=a,b", "m=-1,2", "m=1,nan"]
 )

@@ -699,9 +699,11 @@ def _finish(run_dir: Path, status: str, stats: Any = None, wrote: str | None = N
     lines, failed = _summary(run_dir)
     if stats is not None:
         lines.append(f"  this run: {stats.summary().split(': ', 1)[1]}")
+        if stats.stop_reason:  # the run halted: its items not done stay pending
+            lines.append(f"  stopped: {stats.stop_reason}; run the same command to go on")
     if wrote is not None:
         lines.append(f"  {wrote}")
     print(f"{status}: " + "\n".join(lines), file=sys.stderr)
     if status == "budget_reached":
         return EXIT_BUDGET
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed or status == "failed" else EXIT_OK

@@ -25,6 +25,12 @@ class RunCancelledError(SymbatcherError):
     """The run this call belonged to was cancelled before the call got its answer."""
 
 
+class HaltingError(SymbatcherError):
+    """What halts a run rather than failing an item (a model with no price under a
+    budget): the items it reached are left pending, so a resume, with the cause put
+    right, runs them, instead of leaving them failed for a retry."""
+
+
 class DatasetError(SymbatcherError):
     """Iterating the dataset raised; the run stopped after the items already taken."""
 

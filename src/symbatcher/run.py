@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
 from symbatcher.engine_lookup import fast_engine_lookup
-from symbatcher.errors import DatasetError, RunCancelledError, error_chain
+from symbatcher.errors import DatasetError, HaltingError, RunCancelledError, error_chain
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
 from symbatcher.http_clients import client_per_thread, close_thread_clients
@@ -554,6 +554,8 @@ class Run:
             return ItemPending(index, f"the run stopped ({type(exc).__name__}) in the item")
         if self._dispatcher is not None and self._dispatcher.cancelled and _cut_short(exc):
             return ItemPending(index, "the run stopped before the item finished")
+        if self.context is not None and self.context.stopped() and _halted_by(exc):
+            return ItemPending(index, f"the run halted: {exc}")
         outcome = ItemError.from_exception(index, exc)
         if self._error_handling == "fail_fast" and not self._stopping:
             exc.add_note(f"symbatcher: raised by item {index}; run cancelled")
@@ -702,3 +704,8 @@ class _Worker:
 def _cut_short(exc: BaseException) -> bool:
     """Whether ``exc`` comes of a refusal by a stopped run (its own or a cause of it)."""
     return any(isinstance(error, RunCancelledError) for error in error_chain(exc))
+
+
+def _halted_by(exc: BaseException) -> bool:
+    """Whether ``exc`` comes of what halted the run (see ``HaltingError``)."""
+    return any(isinstance(error, HaltingError) for error in error_chain(exc))

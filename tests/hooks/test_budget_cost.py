@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from symbatcher import BatchScheduler, ItemError
+from symbatcher import BatchScheduler
 from symbatcher.hooks import Budget, Checkpoint, Cost
-from symbatcher.hooks.cost import PricingError
 from symbatcher.pricing import Usage, as_pricing, cost_of, symai_pricing, usage_of
 from symbatcher.results import ItemPending
 from symbatcher.testing import SimulatedEngine
@@ -75,22 +74,27 @@ def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
     assert engine.call_count == 200
 
 
-def test_a_budget_with_an_unpriced_model_fails_clearly_and_starts_no_further_item(
-    engine: SimulatedEngine,
+def test_a_budget_with_an_unpriced_model_halts_and_a_resume_with_its_price_runs_the_rest(
+    engine: SimulatedEngine, tmp_path: Path
 ) -> None:
     """Every call to the model would be paid for and then fail: only the items already
-    in flight when the first one does may make theirs; the rest stay pending."""
-    scheduler = BatchScheduler(hooks=[Budget(1.0)])
-    results = scheduler(expr=TestExpression, dataset=[f"i{n}" for n in range(200)], num_workers=4)
-    assert isinstance(results[0], ItemError)
-    assert results[0].type == PricingError.__qualname__
-    assert "no price known for model 'simulated'" in results[0].message
-    assert results.status == "failed"
+    in flight when the first one does may make theirs. No item failed (the run's set-up
+    did): each stays pending, so the same run resumed with the price runs every one."""
+    data = [f"i{n}" for n in range(200)]
+    scheduler = BatchScheduler(hooks=[Checkpoint(tmp_path), Budget(1.0)])
+    results = scheduler(expr=TestExpression, dataset=data, num_workers=4)
+    assert results.status == "failed" and results.stats.failed == 0
     assert "no price known for model 'simulated'" in str(results.stats.stop_reason)
-    failed = [r for r in results if isinstance(r, ItemError)]
-    assert 1 <= len(failed) <= 4 and engine.call_count == len(failed)
-    assert len(results) < 200 and len(results.pending) == len(results) - len(failed) >= 1
-    assert "no price known" in str(results[-1])
+    assert all(isinstance(r, ItemPending) for r in results)
+    halted = [r for r in results if "the run halted: no price known" in r.reason]
+    assert 1 <= len(halted) <= 4 and engine.call_count == len(halted)  # in flight, refused
+    assert len(results) < 200 and "no price known for model 'simulated'" in str(results[0])
+
+    again = BatchScheduler(hooks=[Checkpoint(tmp_path), Cost(PRICES), Budget(1.0)])
+    resumed = again(expr=TestExpression, dataset=data, num_workers=4)
+    assert resumed.status == "completed" and resumed.stats.succeeded == 200
+    assert engine.call_count == len(halted) + 200  # the halted ones ran again
+    assert all("i" in str(r) for r in resumed)
 
 
 def test_budget_rejects_a_negative_amount() -> None:

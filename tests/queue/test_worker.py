@@ -126,7 +126,7 @@ def test_a_job_s_prices_and_the_worker_s_default_price_models_symai_does_not_kno
     assert first is not None and first.id == unpriced.id and first.state == "failed"
     # a budget it cannot keep: the first call halts the job, the rest stay pending
     assert "no price known for model 'simulated'" in (first.error or "")
-    assert "item(s) failed, the rest are pending" in (first.error or "")
+    assert (first.error or "").endswith("; the items not done are pending")
     assert second is not None and second.id == priced.id and second.state == "succeeded"
     store = SQLiteStore(tmp_path / "runs" / priced.id)
     records = list(store.items())

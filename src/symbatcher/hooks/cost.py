@@ -7,14 +7,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from symbatcher.errors import SymbatcherError
+from symbatcher.errors import HaltingError
 from symbatcher.hooks.base import CallContext, Hook
 from symbatcher.pricing import PriceBook, PriceLike, cost_of, model_of, usage_of
 
 logger = logging.getLogger("symbatcher")
 
 
-class PricingError(SymbatcherError):
+class PricingError(HaltingError):
     """A budget is set but the model's price is unknown, so spending cannot be measured."""
 
 

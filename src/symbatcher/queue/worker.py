@@ -186,7 +186,8 @@ class JobWorker:
         if stats.status == "budget_reached":
             return "failed", "budget reached; the rest of the items are pending", figures
         if stats.status == "failed" and stats.stop_reason:  # halted (a model with no price)
-            why = f"{stats.stop_reason}; {stats.failed} item(s) failed, the rest are pending"
+            failed = f"{stats.failed} item(s) failed, " if stats.failed else ""
+            why = f"{stats.stop_reason}; {failed}the items not done are pending"
             return "failed", why, figures
         if stats.failed:
             return "failed", f"{stats.failed} item(s) failed", figures
