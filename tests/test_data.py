@@ -83,3 +83,54 @@ def test_stdin_is_jsonl_and_can_be_spooled(tmp_path: Path, monkeypatch: pytest.M
     path = spool_stdin(tmp_path)
     assert check(path) == (2, [])
     assert list(read(path)) == [{"a": 1}, {"a": 2}]
+
+
+BOM = b"\xef\xbb\xbf"  # what Excel's "CSV UTF-8" and Windows Notepad put first
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = tmp_path / "excel.csv"
+    table.write_bytes(BOM + b"text,stars\r\ngreat,5\r\nawful,1\r\n")
+    assert list(read(table)) == [{"text": "great", "stars": "5"}, {"text": "awful", "stars": "1"}]
+    lines = tmp_path / "notepad.jsonl"
+    lines.write_bytes(BOM + b'"a"\r\n"b"\r\n')
+    assert check(lines) == (2, []) and list(read(lines)) == ["a", "b"]
+    array = tmp_path / "a.json"
+    array.write_bytes(BOM + b'["a", "b"]')
+    assert list(read(array)) == ["a", "b"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BOM + b'"x"\n')))
+    assert list(read("-")) == ["x"]
+
+
+def test_text_that_is_not_utf8_is_named_by_its_record_and_the_rest_is_read(
+    tmp_path: Path,
+) -> None:
+    lines = tmp_path / "latin1.jsonl"
+    lines.write_bytes('"ok"\n"café au lait"\n"fine"\n'.encode("latin-1"))
+    count, bad = check(lines)
+    assert count == 3 and [(b.line, b.problem) for b in bad] == [
+        (2, "not UTF-8 text (byte 0xe9 at column 5); save the file as UTF-8")
+    ]
+    skipped = list(read(lines, on_bad="skip"))
+    assert skipped[0] == "ok" and skipped[2] == "fine" and isinstance(skipped[1], BadRecord)
+    with pytest.raises(DataFormatError, match=r"latin1\.jsonl, line 2: not UTF-8 text"):
+        list(read(lines))
+
+    table = tmp_path / "latin1.csv"
+    table.write_bytes("id,text\n1,plain\n2,café\n".encode("latin-1"))
+    count, bad = check(table)
+    assert count == 2 and [(b.line, b.problem) for b in bad] == [
+        (3, "not UTF-8 text (byte 0xe9 in column 'text'); save the file as UTF-8")
+    ]
+    header = tmp_path / "header.csv"
+    header.write_bytes("id,tèxt\n1,x\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"header\.csv, line 1: not UTF-8 text \(byte 0xe8"):
+        check(header)
+
+    array = tmp_path / "latin1.json"
+    array.write_bytes('[\n  "a",\n  "é"\n]'.encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"latin1\.json, line 3: not UTF-8 text") as info:
+        list(read(array))
+    assert info.value.line == 3 and "at column 4" in str(info.value)

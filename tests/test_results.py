@@ -44,3 +44,4 @@ def test_stats_figures() -> None:
     assert capped.as_dict()["max_inflight_batches"] == 4
     empty = RunStats()
     assert empty.mean_batch_size == 0.0 and empty.items_per_second == 0.0
+    assert empty.summary().endswith(", no engine calls")  # not "0 calls in 0 batches (0%)"

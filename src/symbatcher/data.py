@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -119,13 +120,44 @@ def _name(source: str | Path) -> str:
     return "stdin" if str(source) == "-" else str(source)
 
 
+#: how data is decoded: UTF-8, with or without the byte-order mark that Excel and
+#: Notepad write; a byte that is not UTF-8 is kept as a lone surrogate, so the record it is
+#: in can be named (see :func:`_undecodable`) instead of the whole read failing mid-way
+ENCODING, ERRORS = "utf-8-sig", "surrogateescape"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
 def _open(source: str | Path) -> IO[str]:
     if str(source) == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+        return io.TextIOWrapper(sys.stdin.buffer, encoding=ENCODING, errors=ERRORS, newline="")
     try:
-        return open(source, encoding="utf-8", newline="")
+        return open(source, encoding=ENCODING, errors=ERRORS, newline="")
     except OSError as exc:
         raise DataFormatError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+def _undecodable(text: str) -> tuple[int, str] | None:
+    """Where and what is wrong with ``text`` if a byte of it was not UTF-8: the line
+    within ``text`` (0 for its first) and the problem, else None."""
+    found = _UNDECODABLE.search(text)
+    if found is None:
+        return None
+    start = found.start()
+    where = f"at column {start - text.rfind(chr(10), 0, start)}"
+    return text.count("\n", 0, start), _not_utf8(found.group(), where)
+
+
+def _undecodable_field(row: list[str], header: list[str]) -> str | None:
+    """What is wrong with a CSV row if a byte of a field was not UTF-8, else None."""
+    for column, field in zip(header, row, strict=False):
+        if found := _UNDECODABLE.search(field):
+            return _not_utf8(found.group(), f"in column {column!r}")
+    return None
+
+
+def _not_utf8(escaped: str, where: str) -> str:
+    byte = ord(escaped) - 0xDC00
+    return f"not UTF-8 text (byte 0x{byte:02x} {where}); save the file as UTF-8"
 
 
 def _records(stream: IO[str], kind: Format, name: str) -> Iterator[Any]:
@@ -141,6 +173,9 @@ def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
+        if undecodable := _undecodable(line):
+            yield BadRecord(name, number, undecodable[1])
+            continue
         try:
             yield json.loads(line)
         except json.JSONDecodeError as exc:
@@ -155,6 +190,8 @@ def _csv(stream: IO[str], name: str) -> Iterator[Any]:
         return
     except csv.Error as exc:
         raise DataFormatError(f"{name}, line 1: not a CSV header ({exc})", 1) from exc
+    if undecodable := _undecodable(",".join(header)):
+        raise DataFormatError(f"{name}, line 1: {undecodable[1]}", 1)
     if not header or len(set(header)) != len(header):
         raise DataFormatError(f"{name}, line 1: the header needs distinct column names", 1)
     while True:
@@ -167,6 +204,9 @@ def _csv(stream: IO[str], name: str) -> Iterator[Any]:
             continue
         if not row:
             continue
+        if problem := _undecodable_field(row, header):
+            yield BadRecord(name, reader.line_num, problem)
+            continue
         if len(row) != len(header):
             yield BadRecord(
                 name, reader.line_num, f"{len(row)} fields where the header has {len(header)}"
@@ -176,8 +216,12 @@ def _csv(stream: IO[str], name: str) -> Iterator[Any]:
 
 
 def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
+    text = stream.read()
+    if undecodable := _undecodable(text):
+        line = undecodable[0] + 1
+        raise DataFormatError(f"{name}, line {line}: {undecodable[1]}", line)
     try:
-        data = json.load(stream)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFormatError(
             f"{name}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})",

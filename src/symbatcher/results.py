@@ -133,13 +133,16 @@ class RunStats:
             extra += f", {self.pending} pending"
         cost = f", {self.tokens} tokens, ${self.cost:.4f}" if self.tokens or self.cost else ""
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
-        calls = (
-            f"{self.engine_calls} engine calls in {self.batches} batches, "
-            f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
-            f"(fill {self.mean_batch_fill:.0%}{cap})"
-            if self.batched or not self.engine_calls
-            else self.calls_line()
-        )
+        if not self.engine_calls:
+            calls = "no engine calls"
+        elif self.batched:
+            calls = (
+                f"{self.engine_calls} engine calls in {self.batches} batches, "
+                f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
+                f"(fill {self.mean_batch_fill:.0%}{cap})"
+            )
+        else:
+            calls = self.calls_line()
         return (
             f"{self.status}: {self.items} items ({self.succeeded} ok, {self.failed} failed"
             f"{extra}) in "
