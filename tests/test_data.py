@@ -134,3 +134,18 @@ def test_text_that_is_not_utf8_is_named_by_its_record_and_the_rest_is_read(
     with pytest.raises(DataFormatError, match=r"latin1\.json, line 3: not UTF-8 text") as info:
         list(read(array))
     assert info.value.line == 3 and "at column 4" in str(info.value)
+
+
+def test_a_csv_field_may_hold_a_long_document_and_the_process_s_limit_stays(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    document = "word " * 100_000  # 500,000 characters: over the csv module's 131,072
+    table = tmp_path / "papers.csv"
+    with table.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["id", "text"], ["1", document], ["2", "short"]])
+    before = csv.field_size_limit()
+    assert check(table) == (2, [])
+    assert [row["text"] for row in read(table)] == [document, "short"]
+    assert csv.field_size_limit() == before  # the module's limit is the process's: put back

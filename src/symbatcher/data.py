@@ -182,10 +182,15 @@ def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
             yield BadRecord(name, number, f"not valid JSON ({exc.msg}, column {exc.colno})")
 
 
+#: characters a CSV field may hold: the csv module's own limit (131,072) refused a row
+#: holding a long document; a limit still ends an unclosed quote's read of the whole file
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+
+
 def _csv(stream: IO[str], name: str) -> Iterator[Any]:
-    reader = csv.reader(stream)
+    rows = _LimitedRows(csv.reader(stream))
     try:
-        header = next(reader)
+        header = next(rows)
     except StopIteration:
         return
     except csv.Error as exc:
@@ -196,23 +201,51 @@ def _csv(stream: IO[str], name: str) -> Iterator[Any]:
         raise DataFormatError(f"{name}, line 1: the header needs distinct column names", 1)
     while True:
         try:
-            row = next(reader)
+            row = next(rows)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield BadRecord(name, reader.line_num, f"not valid CSV ({exc})")
+            fault = f"not valid CSV ({exc})"
+            if "field limit" in str(exc):
+                fault = f"a field of over {CSV_FIELD_LIMIT:,} characters: an unclosed quote?"
+            yield BadRecord(name, rows.line_num, fault)
             continue
         if not row:
             continue
         if problem := _undecodable_field(row, header):
-            yield BadRecord(name, reader.line_num, problem)
+            yield BadRecord(name, rows.line_num, problem)
             continue
         if len(row) != len(header):
             yield BadRecord(
-                name, reader.line_num, f"{len(row)} fields where the header has {len(header)}"
+                name, rows.line_num, f"{len(row)} fields where the header has {len(header)}"
             )
             continue
         yield dict(zip(header, row, strict=True))
+
+
+class _LimitedRows:
+    """A csv reader's rows, each read under :data:`CSV_FIELD_LIMIT`. The limit is the csv
+    module's, for the whole process, so it is put back after every row: other code in
+    the process keeps its own."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def __iter__(self) -> _LimitedRows:
+        return self
+
+    def __next__(self) -> list[str]:
+        before = csv.field_size_limit(CSV_FIELD_LIMIT)
+        try:
+            row: list[str] = next(self.reader)
+        finally:
+            csv.field_size_limit(before)
+        return row
+
+    @property
+    def line_num(self) -> int:
+        line: int = self.reader.line_num
+        return line
 
 
 def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
