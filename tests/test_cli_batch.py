@@ -7,7 +7,9 @@ import itertools
 import json
 import os
 import socket
+import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -730,6 +732,17 @@ def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
         assert f"running now, by pid {os.getpid()}" in out
         assert "8 items: 3 succeeded, 0 failed, 1 running, 4 pending" in out
         assert "run again" not in out
+        assert "  this run: no item finished yet, 0 s in" in out  # the 3 are an earlier run's
+        note = tmp_path / "run" / "holder.json"  # as if it had started 10 s ago and since
+        started = time.time() - 10  # finished two items
+        note.write_text(json.dumps({**json.loads(note.read_text()), "started": started}))
+        with sqlite3.connect(tmp_path / "run" / "state.sqlite") as conn:
+            conn.execute("UPDATE items SET completed_at = ? WHERE idx IN (0, 1)", (started + 1,))
+            conn.execute("UPDATE items SET completed_at = ? WHERE idx = 2", (started - 60,))
+        assert main(["status", "run"]) == 0
+        out = capsys.readouterr().out
+        pace = "  this run: 2 items finished in 10 s (0.2 items/s); the 5 left take about 25 s"
+        assert pace in out
     finally:
         lock.release()
     (tmp_path / "interrupt").unlink()

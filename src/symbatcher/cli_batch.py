@@ -16,6 +16,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -331,14 +332,17 @@ def _execute(
     return stream.stats
 
 
-def _summary(run_dir: Path, live: bool = False) -> tuple[list[str], int]:
+def _summary(
+    run_dir: Path, live: bool = False, since: float | None = None
+) -> tuple[list[str], int]:
     """The run's counts, then its failures by error type (largest first, a few examples
     each): what a user looks at first when a run did not all succeed. ``live``: a run
-    is going on in the directory, so its started items are in flight, not cut short."""
+    is going on in the directory, so its started items are in flight, not cut short;
+    ``since``: when it started, for its pace and what is left."""
     from symbatcher.store.sqlite import SQLiteStore
     from symbatcher.store.summary import summarize
 
-    summary = summarize(SQLiteStore(run_dir))
+    summary = summarize(SQLiteStore(run_dir), since)
     started = ""
     if summary.running:
         started = f"{summary.running} {'running' if live else 'interrupted'}, "
@@ -346,6 +350,8 @@ def _summary(run_dir: Path, live: bool = False) -> tuple[list[str], int]:
         f"{summary.items} items: {summary.succeeded} succeeded, {summary.failed} failed, "
         f"{started}{summary.pending - summary.running} pending; cost ${summary.cost:.4f}"
     ]
+    if since is not None:
+        lines.append(_pace(summary.finished_since, time.time() - since, summary.pending))
     for group in summary.failures[:SHOW_ERROR_TYPES]:
         more = group.count - len(group.indices)
         named = ", ".join(map(str, group.indices)) + (f" and {more:,} more" if more else "")
@@ -362,6 +368,25 @@ def _summary(run_dir: Path, live: bool = False) -> tuple[list[str], int]:
             f"symbatcher retry {run_dir})"
         )
     return lines, summary.failed
+
+
+def _pace(done: int, elapsed: float, left: int) -> str:
+    """How fast the run going on finishes items, and how long the rest would take so."""
+    if not done or elapsed <= 0:
+        return f"  this run: no item finished yet, {_duration(elapsed)} in"
+    rate = done / elapsed
+    return (
+        f"  this run: {done} items finished in {_duration(elapsed)} ({rate:.1f} items/s); "
+        f"the {left} left take about {_duration(left / rate)} at that pace"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # -------------------------------------------------------------------- commands
@@ -640,8 +665,10 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     from symbatcher.store.lock import RunLock
 
-    holder = RunLock(run_dir).holder()
-    lines, _ = _summary(run_dir, live=holder is not None)
+    lock = RunLock(run_dir)
+    holder = lock.holder()
+    since = lock.running_since() if holder is not None else None
+    lines, _ = _summary(run_dir, live=holder is not None, since=since)
     if holder is not None:
         print(f"{run_dir}: running now, by {holder}")
     print(f"{run_dir}: " + "\n".join(lines))

@@ -46,6 +46,18 @@ def test_items_go_running_then_finished_with_their_figures(store: RunStore) -> N
     assert totals.cost == pytest.approx(0.75)
 
 
+def test_totals_count_the_items_that_ended_since_a_time(store: RunStore) -> None:
+    for index, (status, ended) in enumerate(
+        [("succeeded", 10.0), ("failed", 20.0), ("succeeded", 30.0)]
+    ):
+        _start(store, index)
+        record = ItemRecord(index=index, fingerprint=f"fp{index}", status=status, attempts=1)
+        record.completed_at = ended
+        store.item_finished(record).result()
+    _start(store, 3)  # running: never counted as ended
+    assert [store.totals(since).finished_since for since in (None, 0.0, 20.0, 30.5)] == [0, 3, 2, 0]
+
+
 def test_rerun_of_a_failed_item_clears_its_error_and_adds_attempts(store: RunStore) -> None:
     _start(store, 0)
     _finish(store, 0, "failed")

@@ -48,6 +48,7 @@ class StoreTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    finished_since: int = 0  # of the finished, those that ended at or after ``since``
 
     @property
     def finished(self) -> int:
@@ -103,8 +104,9 @@ class RunStore(ABC):
         """Items in index order from ``start``, optionally only those with a status."""
 
     @abstractmethod
-    def totals(self) -> StoreTotals:
-        """Counts and figures over all items, earlier processes included."""
+    def totals(self, since: float | None = None) -> StoreTotals:
+        """Counts and figures over all items, earlier processes included; ``since`` (a
+        ``time.time()``) also counts the items that ended at or after it."""
 
     def __enter__(self) -> RunStore:
         self.open()

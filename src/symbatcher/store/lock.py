@@ -38,6 +38,7 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": time.time(),
             "command": " ".join(sys.argv)[:500],
         }
         self._note.write_text(json.dumps(note), encoding="utf-8")
@@ -59,6 +60,17 @@ class RunLock:
             return None
         self._lock.release()
         return None
+
+    def running_since(self) -> float | None:
+        """When the run going on in the directory started (a ``time.time()``), or None
+        when no run is going on there (or it does not say)."""
+        if self.holder() is None:
+            return None
+        try:
+            started = json.loads(self._note.read_text(encoding="utf-8")).get("started")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(started) if isinstance(started, int | float) else None
 
     def _holder(self) -> str:
         try:

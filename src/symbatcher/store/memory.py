@@ -104,10 +104,16 @@ class MemoryStore(RunStore):
         order = self._order
         return map(order.__getitem__, range(bisect.bisect_left(order, start), len(order)))
 
-    def totals(self) -> StoreTotals:
+    def totals(self, since: float | None = None) -> StoreTotals:
         with self._lock:
             rows = list(self._items.values())
         return StoreTotals(
+            finished_since=0
+            if since is None
+            else sum(
+                r.status in FINISHED and r.completed_at is not None and r.completed_at >= since
+                for r in rows
+            ),
             items=len(rows),
             succeeded=sum(r.status == "succeeded" for r in rows),
             failed=sum(r.status == "failed" for r in rows),

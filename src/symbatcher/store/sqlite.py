@@ -457,15 +457,16 @@ class SQLiteStore(RunStore):
         finally:
             conn.close()
 
-    def totals(self) -> StoreTotals:
+    def totals(self, since: float | None = None) -> StoreTotals:
         conn = self._reader()
         try:
             row = conn.execute(
                 "SELECT COUNT(*), "
                 "COALESCE(SUM(status = ?), 0), COALESCE(SUM(status = ?), 0), "
                 "COALESCE(SUM(status = ?), 0), COALESCE(SUM(prompt_tokens), 0), "
-                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0.0) FROM items",
-                (SUCCEEDED, FAILED, RUNNING),
+                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0.0), "
+                "COALESCE(SUM(status IN (?, ?) AND completed_at >= ?), 0) FROM items",
+                (SUCCEEDED, FAILED, RUNNING, SUCCEEDED, FAILED, since),
             ).fetchone()
         finally:
             conn.close()

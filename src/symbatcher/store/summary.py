@@ -38,10 +38,11 @@ class RunSummary:
     cost: float
     failures: list[FailureGroup]  # largest group first
     running: int = 0  # of the pending, those started: in flight, or cut short by a stop
+    finished_since: int = 0  # of the finished, those that ended at or after ``since``
 
 
-def summarize(store: RunStore) -> RunSummary:
-    totals = store.totals()
+def summarize(store: RunStore, since: float | None = None) -> RunSummary:
+    totals = store.totals(since)
     total = store.read_meta().get("total")
     items = total if isinstance(total, int) and total >= totals.items else totals.items
     groups: dict[str, FailureGroup] = {}
@@ -61,6 +62,7 @@ def summarize(store: RunStore) -> RunSummary:
         cost=totals.cost,
         failures=sorted(groups.values(), key=lambda g: (-g.count, g.indices[0])),
         running=totals.running,
+        finished_since=totals.finished_since,
     )
 
 
