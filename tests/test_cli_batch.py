@@ -778,3 +778,45 @@ def test_engine_timeout_without_a_server_is_refused(
     assert main(["serve", "--dir", "svc", "--engine-timeout", "5"]) == 2
     assert "--engine-timeout applies to --engine-url" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "svc").exists()
+
+
+FLAKY = """
+import os
+
+from symai import Expression, Symbol
+
+
+class Flaky(Expression):
+    def forward(self, input, **kwargs):
+        if os.path.exists(os.environ["BLOCK_FILE"]):
+            raise RuntimeError("blocked")
+        return Symbol(str(input)).query("Summarize")
+"""
+
+
+def test_retry_from_another_directory_imports_the_expression_where_run_did(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "flaky_pipelines.py").write_text(FLAKY, encoding="utf-8")
+    write_jsonl(project / "in.jsonl", ["a", "b", "c"])
+    block = tmp_path / "block"
+    block.touch()
+    env = {**os.environ, "BLOCK_FILE": str(block), "HOME": str(tmp_path)}
+
+    def command(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        line = [sys.executable, "-m", "symbatcher", *args, "--progress", "off"]
+        return subprocess.run(line, cwd=cwd, env=env, capture_output=True, text=True)
+
+    url = ["--engine-url", local_server.url]
+    ran = command(project, "run", "flaky_pipelines:Flaky", "in.jsonl", "--run-dir", "run", *url)
+    assert ran.returncode == 1 and "3 failed with RuntimeError: blocked" in ran.stderr
+    block.unlink()
+    retried = command(elsewhere, "retry", str(project / "run"))
+    assert retried.returncode == 0, retried.stderr  # it said: cannot import 'flaky_pipelines'
+    assert "3 items: 3 succeeded, 0 failed" in retried.stderr
+    assert local_server.stats()["ok"] == 3

@@ -195,13 +195,15 @@ def server_url(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- pieces
-def load_expression(spec: str) -> Any:
-    """``MODULE:NAME`` -> the Expression class (or instance) it names."""
+def load_expression(spec: str, directory: str | None = None) -> Any:
+    """``MODULE:NAME`` -> the Expression class (or instance) it names; modules in
+    ``directory`` (the current one unless given: ``retry`` gives the one ``run`` ran in)
+    import, as with ``python -m``."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CommandError(f"expected MODULE:NAME for the expression, got {spec!r}")
-    here = str(Path.cwd())
-    added = "" not in sys.path and here not in sys.path
+    here = directory or str(Path.cwd())
+    added = (directory is not None or "" not in sys.path) and here not in sys.path
     if added:
         sys.path.insert(0, here)  # as `python -m` would: modules beside you import
     try:
@@ -214,7 +216,8 @@ def load_expression(spec: str) -> Any:
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise CommandError(f"{module_name!r} has no {attribute!r}")
+            where = getattr(module, "__file__", None) or "a module without a file"
+            raise CommandError(f"{module_name!r} ({where}) has no {attribute!r}")
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{spec} is not an Expression class or instance")
@@ -309,7 +312,8 @@ def _execute(
 ) -> Any:
     from symbatcher.scheduler import BatchScheduler
 
-    expr = bound_expression(load_expression(command["expression"]), command.get("as"))
+    target = load_expression(command["expression"], command.get("cwd"))
+    expr = bound_expression(target, command.get("as"))
     if hooks is None:
         hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
     engine = command.get("engine") or {}
@@ -487,6 +491,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
             return EXIT_BAD_INPUT
     command = {
         "expression": settings.expression,
+        "cwd": str(Path.cwd()),  # where its module imports from, for a retry from elsewhere
         "data": str(kept_data.resolve()),
         "format": fmt,
         "as": settings.bind_as,
@@ -725,7 +730,7 @@ def _finish(run_dir: Path, status: str, stats: Any = None, wrote: str | None = N
     fast: the figures a user tunes ``--workers`` and ``--batch-size`` by."""
     lines, failed = _summary(run_dir)
     if stats is not None:
-        lines.append(f"  this run: {stats.summary().split(': ', 1)[1]}")
+        lines.append(f"  this run: {stats.summary(spend=False).split(': ', 1)[1]}")
         if stats.stop_reason:  # the run halted: its items not done stay pending
             lines.append(f"  stopped: {stats.stop_reason}; run the same command to go on")
     if wrote is not None:

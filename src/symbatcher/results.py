@@ -61,7 +61,7 @@ class RunStats:
     wall_time: float = 0.0
     pending: int = 0  # taken but not finished (budget reached, or cut short by a stop)
     restored: int = 0  # outcomes replayed from an earlier run (resume), not run again
-    tokens: int = 0
+    tokens: int = 0  # earlier runs of a resumed run included, as the cost
     cost: float = 0.0  # USD, earlier runs of a resumed run included
     status: str = "new"
     stop_reason: str | None = None  # why no further item started (a budget, a halt)
@@ -125,13 +125,16 @@ class RunStats:
             "calls_per_second": round(self.calls_per_second, 2),
         }
 
-    def summary(self) -> str:
+    def summary(self, spend: bool = True) -> str:
+        """One line of the figures. ``spend=False`` leaves out the tokens and cost, which
+        count the earlier runs of a resumed run too (a line about this run alone)."""
         extra = ""
         if self.restored:
             extra += f", {self.restored} restored"
         if self.pending:
             extra += f", {self.pending} pending"
-        cost = f", {self.tokens} tokens, ${self.cost:.4f}" if self.tokens or self.cost else ""
+        spent = spend and (self.tokens or self.cost)
+        cost = f", {self.tokens} tokens, ${self.cost:.4f}" if spent else ""
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
         if not self.engine_calls:
             calls = "no engine calls"
