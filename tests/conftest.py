@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,15 @@ import pytest
 
 from symbatcher.dispatch import Dispatcher
 from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_raises() -> None:
+    """The Ctrl-C tests send SIGINT to this process. A shell starts a background job
+    (``pytest &``) with SIGINT ignored, and Python then installs no handler of its own:
+    install it, so they test symbatcher, not how the suite was started."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
