@@ -288,6 +288,15 @@ def test_scheduler_is_an_expression_in_a_pipeline(engine: SimulatedEngine) -> No
     assert all(i in str(combined) for i in items(4)) and "Combine these results" in str(combined)
 
 
+class DataFrame:
+    """What matters of a pandas or polars frame here: iterating it gives column names."""
+
+    columns = ("text", "label")
+
+    def __iter__(self) -> Any:
+        return iter(self.columns)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -296,6 +305,8 @@ def test_scheduler_is_an_expression_in_a_pipeline(engine: SimulatedEngine) -> No
         ({"dataset": None}, "dataset is required"),
         ({"dataset": "abc"}, "dataset must be an iterable of items"),
         ({"dataset": 5}, "dataset must be an iterable"),
+        ({"dataset": {"a": "x"}}, r"dataset is a dict, whose iteration gives its keys: pass"),
+        ({"dataset": DataFrame()}, r"its column names: pass its rows, df.to_dict\('records'\)"),
         ({"expr": 42}, "expr must be an Expression class or instance"),
     ],
 )

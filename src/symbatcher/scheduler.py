@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from symbatcher import engine_lookup, http_clients, templates
@@ -198,6 +198,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"dataset must be an iterable of items (list, generator, ...), "
                 f"got {type(dataset).__name__}"
             )
+        _refuse_tables(dataset)
         make, setup = _expression_factory(expr, kwargs)
         chain = HookChain([*self._http_hooks(), *self._sb_hooks])
         context = {**run_context, "expression_fingerprint": expression_fingerprint(expr, kwargs)}
@@ -296,6 +297,21 @@ def _expression_factory(
     if not callable(expr):
         raise TypeError(f"expr must be an Expression class or instance, got {type(expr).__name__}")
     return (lambda _worker: expr), (lambda: _detach_nested(expr))
+
+
+def _refuse_tables(dataset: Any) -> None:
+    """A mapping or a data frame iterates its keys or its columns, never what a user meant
+    by its items: say how to pass its rows instead of running the column names."""
+    if isinstance(dataset, Mapping):
+        raise TypeError(
+            f"dataset is a {type(dataset).__name__}, whose iteration gives its keys: pass "
+            f"list(dataset.values()) or list(dataset.items())"
+        )
+    if type(dataset).__name__ == "DataFrame":  # pandas and polars, without importing them
+        raise TypeError(
+            "dataset is a DataFrame, whose iteration gives its column names: pass its rows, "
+            "df.to_dict('records') (pandas) or df.iter_rows(named=True) (polars)"
+        )
 
 
 def expression_fingerprint(expr: Any, kwargs: dict[str, Any]) -> str:
