@@ -340,6 +340,37 @@ def test_cancel_a_running_job(tmp_path: Path) -> None:
         slow.stop()
 
 
+def test_a_job_that_reached_its_budget_is_retried_with_a_larger_one(service: Service) -> None:
+    priced = {"prices": {"simulated": [10_000, 10_000]}, "workers": 2}  # ~$0.15 an item
+    body = {"expression": "echo", "items": list(range(40)), "settings": {**priced, "max_cost": 1}}
+    with service.client() as client:
+        job = client.post("/jobs", json=body).json()
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "failed"})
+        ended = client.get(f"/jobs/{job['id']}").json()
+        assert ended["error"] == "budget reached; the rest of the items are pending"
+        done = ended["progress"]["done"]
+        assert 1 <= done < 40
+        again = client.post(f"/jobs/{job['id']}/retry")  # the same budget: spent already
+        assert again.status_code == 200
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "failed"})
+        for wrong, where in (
+            ({"max_cost": -1}, ["body", "settings", "max_cost"]),
+            ({"workerz": 2}, ["body", "settings", "workerz"]),
+        ):
+            refused = client.post(f"/jobs/{job['id']}/retry", json={"settings": wrong})
+            assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == where
+        fixed = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"as": "x"}})
+        assert fixed.status_code == 422 and "'as' cannot change on retry" in fixed.text
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "failed"  # refused: as it was
+        larger = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"max_cost": 100}})
+        assert larger.status_code == 200 and larger.json()["status"] == "queued"
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        rows = results(client, job["id"], limit=100)
+        assert [r["index"] for r in rows] == list(range(40))
+        assert all(r["status"] == "succeeded" for r in rows)
+        assert 1.0 <= sum(r["cost"] for r in rows) <= 100  # one budget over all its runs
+
+
 def _started_with_a_long_job(tmp_path: Path) -> tuple[Service, Path, str, str]:
     """A service running a 50 s job, with one more job queued behind it."""
     (tmp_path / "data").mkdir()

@@ -2,12 +2,12 @@
 
 Endpoints: ``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``DELETE /jobs/{id}``
 (cancel; ``?purge=true``: remove an ended job), ``POST /jobs/{id}/retry`` (a failed or
-cancelled job, queued again), ``GET /jobs/{id}/results`` (JSON Lines,
-``offset``/``limit``), ``GET /jobs/{id}/events`` (server-sent progress events until the
-job ends), ``GET /stats``,
-``GET /healthz``; OpenAPI docs at ``/docs``. With a token (``SYMBATCHER_API_TOKEN``) every
-endpoint but ``/healthz`` wants ``Authorization: Bearer <token>``. A job names a
-registered expression only, and reads a server-side file only inside the allowed folders.
+cancelled job, queued again, with settings changed if a body says so),
+``GET /jobs/{id}/results`` (JSON Lines, ``offset``/``limit``), ``GET /jobs/{id}/events``
+(server-sent progress events until the job ends), ``GET /stats``, ``GET /healthz``;
+OpenAPI docs at ``/docs``. With a token (``SYMBATCHER_API_TOKEN``) every endpoint but
+``/healthz`` wants ``Authorization: Bearer <token>``. A job names a registered expression
+only, and reads a server-side file only inside the allowed folders.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
 
 from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
@@ -65,6 +66,15 @@ class JobSettings(BaseModel):
     )
     bind_as: str | None = Field(default=None, alias="as")
     error_handling: Literal["continue", "fail_fast"] = "continue"
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings to change for the rest of the job, e.g. a larger max_cost",
+    )
 
 
 class JobRequest(BaseModel):
@@ -190,10 +200,20 @@ def create_app(
         return view | {"deleted": True}
 
     @app.post("/jobs/{job_id}/retry", dependencies=guard)
-    def retry_job(job_id: str) -> dict[str, Any]:
-        existing(job_id)
+    def retry_job(job_id: str, request: RetryRequest | None = None) -> dict[str, Any]:
+        job = existing(job_id)
+        changes = request.settings if request is not None else {}
+        if fixed := sorted(set(changes) & {"as", "bind_as"}):
+            raise HTTPException(422, f"{fixed[0]!r} cannot change on retry: items ran with it")
+        try:  # the job's settings with the changes, checked as a submission's are
+            merged = JobSettings.model_validate({**_submitted(job.settings), **changes})
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", "settings", *error["loc"])} for error in exc.errors()]
+            ) from None
+        dumped = merged.model_dump(by_alias=True)
         try:
-            return job_view(queue.retry(job_id))
+            return job_view(queue.retry(job_id, {key: dumped[key] for key in changes}))
         except JobStateError as exc:
             raise HTTPException(409, str(exc)) from None
 
@@ -218,6 +238,12 @@ def create_app(
         return {"jobs": queue.counts(), "expressions": names.names()}
 
     return app
+
+
+def _submitted(settings: dict[str, Any]) -> dict[str, Any]:
+    """Of a job's stored settings, those a submission gives (not the queue's own marks)."""
+    known = {field.alias or name for name, field in JobSettings.model_fields.items()}
+    return {key: value for key, value in settings.items() if key in known}
 
 
 def _records(path: str | None, allowed: list[Path]) -> Iterator[Any]:

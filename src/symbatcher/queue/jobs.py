@@ -315,16 +315,18 @@ class JobQueue:
                 db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
         return self.get(job_id)
 
-    def retry(self, job_id: str) -> Job:
+    def retry(self, job_id: str, settings: Mapping[str, Any] | None = None) -> Job:
         """Queue a failed or cancelled job again. Its run resumes from its items: those
-        that succeeded are not run again, the failed ones and those never reached are."""
+        that succeeded are not run again, the failed ones and those never reached are.
+        ``settings`` replace those of the job it names (a larger ``max_cost`` for a job
+        that reached its budget, ``prices`` for a model that had none)."""
         with self._transaction() as db:
             row = _row(db, job_id)
             if row["state"] not in ("failed", "cancelled"):
                 raise JobStateError(
                     f"job {job_id!r} is {row['state']}: only a failed or cancelled job is retried"
                 )
-            settings = json.loads(row["settings"]) | {"retry_failed": True}
+            settings = json.loads(row["settings"]) | dict(settings or {}) | {"retry_failed": True}
             db.execute(
                 "UPDATE jobs SET state = 'queued', settings = ?, finished_at = NULL, "
                 "error = NULL, cancel_requested = 0, worker = NULL, lease_until = NULL "
