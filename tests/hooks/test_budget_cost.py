@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from symbatcher import BatchScheduler
+from symbatcher import BatchScheduler, Hook
 from symbatcher.hooks import Budget, Checkpoint, Cost
 from symbatcher.pricing import Usage, as_pricing, cost_of, symai_pricing, usage_of
 from symbatcher.results import ItemPending
-from symbatcher.testing import SimulatedEngine
+from symbatcher.testing import SimulatedEngine, use_engine
 from tests.expressions import NestedExpression, TestExpression
 
 PRICES = {"simulated": (1.0, 2.0)}
@@ -72,6 +73,42 @@ def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
     )
     assert more.status == "completed" and more.ok
     assert engine.call_count == 200
+
+
+def test_with_a_budget_the_first_item_runs_alone_so_16_workers_keep_close_to_it() -> None:
+    """Until an item ended nothing is known of what one costs: all 16 workers starting at
+    once spent over three times a budget of five items (each of them ran to its end)."""
+    data = [f"item-{i:03d}" for i in range(200)]  # one length: every item costs the same
+    with use_engine(SimulatedEngine(latency=0.005)) as engine:
+        one = BatchScheduler(hooks=[Cost(PRICES)])(expr=NestedExpression, dataset=data[:1])
+        per_item = one.stats.cost
+        engine.reset()
+        budget = Budget(5 * per_item)
+        results = BatchScheduler(hooks=[budget, Cost(PRICES)])(
+            expr=NestedExpression, dataset=data, num_workers=16
+        )
+    assert results.status == "budget_reached"
+    assert engine.calls[0].count("item-") == engine.calls[1].count("item-") == 1
+    first = engine.calls[0].split("item-")[1][:3]
+    assert first in engine.calls[1]  # the probe's two calls came before any other's
+    assert 5 <= results.stats.succeeded <= 10
+    assert results.stats.cost <= 2 * budget.max_cost  # was over 3x: 16 items at once
+
+
+def test_workers_waiting_for_the_first_item_s_cost_end_when_the_run_halts() -> None:
+    class HaltInTheFirstCall(Hook):
+        def around_call(self, call: Any, proceed: Any) -> Any:
+            call.item.run.halt("halted by the test", "failed")  # while the others wait
+            return proceed()
+
+    data = [f"item-{i:03d}" for i in range(100)]
+    with use_engine(SimulatedEngine()) as engine:
+        results = BatchScheduler(hooks=[Budget(1.0), Cost(PRICES), HaltInTheFirstCall()])(
+            expr=NestedExpression, dataset=data, num_workers=16
+        )
+    assert results.status == "failed" and results.stats.stop_reason == "halted by the test"
+    assert results.stats.succeeded == 1 and engine.call_count == 2  # the probe, alone
+    assert all(isinstance(r, ItemPending) for r in results[1:])
 
 
 def test_a_budget_with_an_unpriced_model_halts_and_a_resume_with_its_price_runs_the_rest(
