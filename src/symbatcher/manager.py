@@ -254,8 +254,10 @@ class BatchManager:
         )
 
     def results(self) -> Iterator[Any]:
-        """Outcomes in dataset order from the store: a value, or an ItemError."""
-        for record in SQLiteStore(self.state_path).items():
+        """Outcomes in dataset order from the store: a value, or an ItemError. Read a page
+        at a time: a caller working through them holds no read open (a run going on on the
+        store would not get its log reset meanwhile)."""
+        for record in paged(SQLiteStore(self.state_path), ()):
             yield _outcome(record)
 
     def snapshot(self) -> dict[str, Any]:

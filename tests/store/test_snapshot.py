@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from symbatcher.store import SQLiteStore
+from symbatcher.store import ItemRecord, SQLiteStore
 from symbatcher.store.snapshot import snapshot, write_snapshot
 from tests.store.synthetic import big_run, peak_bytes, random_store
 
@@ -63,3 +63,39 @@ def test_a_slow_reader_of_the_snapshot_does_not_keep_a_run_s_log_from_being_rese
     write_snapshot(SQLiteStore(run), _Slow())
     writer.close()
     assert resets == [0]  # 1 (busy): a reader held the log
+
+
+def test_an_export_and_a_manager_s_results_hold_no_read_open_while_they_are_consumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for the snapshot: an export of a run going on, or a program working through
+    ``BatchManager.results()``, must not keep the run's log from being reset."""
+    import sqlite3
+
+    from symbatcher import BatchManager
+    from symbatcher.store import export
+
+    run = big_run(tmp_path / "run", 5_000)
+    writer = sqlite3.connect(run / "state.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+
+    def reset() -> int:
+        writer.execute("UPDATE items SET cost = 0.002 WHERE idx = 4999")  # the run goes on
+        busy: int = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return busy
+
+    resets: list[int] = []
+    row = export.result_row
+
+    def row_and_reset(record: ItemRecord) -> dict[str, object]:
+        if record.index == 1000:  # an export a fifth of the way through
+            resets.append(reset())
+        return row(record)
+
+    monkeypatch.setattr(export, "result_row", row_and_reset)
+    assert export.export_results(SQLiteStore(run), tmp_path / "out.jsonl") == 5_000
+    for number, _ in enumerate(BatchManager(object, [], state_path=run).results()):
+        if number == 1000:  # a program a fifth of the way through the outcomes
+            resets.append(reset())
+    writer.close()
+    assert resets == [0, 0]  # 1 (busy): a reader held the log

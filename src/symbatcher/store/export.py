@@ -1,4 +1,6 @@
-"""Writing a run's results out of its store, in dataset order, streamed."""
+"""Writing a run's results out of its store, in dataset order, streamed a page at a time
+(an export of a run going on holds no read open, which would keep its log from being
+reset)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any, Literal
 
 from symbatcher.store.base import SUCCEEDED, ItemRecord, RunStore
 from symbatcher.store.codec import loads
+from symbatcher.store.pages import paged
 
 ExportFormat = Literal["jsonl", "csv"]
 
@@ -39,12 +42,12 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
     count = 0
     with partial.open("w", encoding="utf-8", newline="") as out:
         if fmt == "jsonl":
-            for record in store.items():
+            for record in paged(store, ()):
                 out.write(json.dumps(result_row(record), ensure_ascii=False) + "\n")
                 count += 1
         elif fmt == "csv":
             writer: Any = None
-            for record in store.items():
+            for record in paged(store, ()):
                 row = result_row(record)
                 flat = {
                     **row,
