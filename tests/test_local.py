@@ -31,3 +31,16 @@ def test_an_engine_for_a_server_has_a_request_timeout_unless_told_one(
     for kind in ("vllm", "llamacpp"):
         assert local_engine(local_server.url, kind).client_timeout == DEFAULT_TIMEOUT
         assert local_engine(local_server.url, kind, timeout=2.5).client_timeout == 2.5
+
+
+def test_a_llamacpp_engine_knows_the_id_of_the_model_it_is_served_by(
+    local_server: LocalServer,
+) -> None:
+    """symai's llama.cpp engine keeps none, and its answers name none: a run's cost and
+    record called every such model "llamacpp"."""
+    from symbatcher.local import local_engine
+    from symbatcher.pricing import model_of
+    from symbatcher.testing.server import MODEL_ID
+
+    engine = local_engine(local_server.url, "llamacpp")
+    assert engine.server_model == MODEL_ID and model_of(engine, {}) == MODEL_ID

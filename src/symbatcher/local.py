@@ -97,6 +97,20 @@ def registered(engine: Any, names: Sequence[str] = ("neurosymbolic",)) -> Iterat
                 engines.pop(name, None)
 
 
+def _served_model(url: str) -> str | None:
+    """The id the server at ``url`` gives its model (``GET /v1/models``), if it says."""
+    import httpx
+
+    host, port = server_address(url)
+    try:
+        response = httpx.get(f"http://{host}:{port}/v1/models", timeout=5.0)
+        response.raise_for_status()
+        model = response.json()["data"][0]["id"]
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return model if isinstance(model, str) and model else None
+
+
 def local_engine(
     url: str,
     kind: str = "vllm",
@@ -133,12 +147,18 @@ def local_engine(
             )
         from symai.backend.engines.neurosymbolic.llama_cpp.engine import LlamaCppEngine
 
-        return LlamaCppEngine(
+        engine = LlamaCppEngine(
             api_key=api_key,
             model="llamacpp",
             client_timeout=timeout,
             client_max_retries=max_retries,
         )
+        if served := _served_model(url):
+            # its answers do not name the model and it keeps no id of it: where the vLLM
+            # engine has ``server_model`` (asked at construction), so does this one, and a
+            # run's cost and record name the served model, not "llamacpp"
+            engine.server_model = served
+        return engine
     finally:
         for key in _SERVER_KEYS:
             config.pop(key, None)
