@@ -149,3 +149,16 @@ def test_a_csv_field_may_hold_a_long_document_and_the_process_s_limit_stays(
     assert check(table) == (2, [])
     assert [row["text"] for row in read(table)] == [document, "short"]
     assert csv.field_size_limit() == before  # the module's limit is the process's: put back
+
+
+def test_csv_bad_rows_are_named_by_their_line_across_reads(tmp_path: Path) -> None:
+    rows = ["id,text"] + [f"{i},row {i}" for i in range(1, 1000)]
+    rows[399] = "399,too,many"  # line 400: past the first reads of a few hundred rows
+    rows[700] = '700,"multi\nline"'  # a quoted newline: the rows after it end a line later
+    rows[900] = "900,x,y"  # line 902
+    table = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    count, bad = check(table)
+    assert count == 999 and [b.line for b in bad] == [400, 902]
+    records = list(read(table, on_bad="skip"))
+    assert records[699] == {"id": "700", "text": "multi\nline"}
+    assert isinstance(records[398], BadRecord) and records[998] == {"id": "999", "text": "row 999"}

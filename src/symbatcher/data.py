@@ -173,7 +173,7 @@ def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
-        if undecodable := _undecodable(line):
+        if not line.isascii() and (undecodable := _undecodable(line)):  # ASCII: the fast path
             yield BadRecord(name, number, undecodable[1])
             continue
         try:
@@ -185,67 +185,62 @@ def _jsonl(stream: IO[str], name: str) -> Iterator[Any]:
 #: characters a CSV field may hold: the csv module's own limit (131,072) refused a row
 #: holding a long document; a limit still ends an unclosed quote's read of the whole file
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
+#: rows read at a time under that limit (it is the process's: put back between reads)
+CSV_ROWS_PER_READ = 256
 
 
 def _csv(stream: IO[str], name: str) -> Iterator[Any]:
-    rows = _LimitedRows(csv.reader(stream))
-    try:
-        header = next(rows)
-    except StopIteration:
+    rows = _limited_rows(csv.reader(stream))
+    first = next(rows, None)
+    if first is None:
         return
-    except csv.Error as exc:
-        raise DataFormatError(f"{name}, line 1: not a CSV header ({exc})", 1) from exc
+    if isinstance(first[1], csv.Error):
+        raise DataFormatError(f"{name}, line 1: not a CSV header ({first[1]})", 1) from first[1]
+    header = first[1]
     if undecodable := _undecodable(",".join(header)):
         raise DataFormatError(f"{name}, line 1: {undecodable[1]}", 1)
     if not header or len(set(header)) != len(header):
         raise DataFormatError(f"{name}, line 1: the header needs distinct column names", 1)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            fault = f"not valid CSV ({exc})"
-            if "field limit" in str(exc):
+    for line, row in rows:
+        if isinstance(row, csv.Error):
+            fault = f"not valid CSV ({row})"
+            if "field limit" in str(row):
                 fault = f"a field of over {CSV_FIELD_LIMIT:,} characters: an unclosed quote?"
-            yield BadRecord(name, rows.line_num, fault)
+            yield BadRecord(name, line, fault)
             continue
         if not row:
             continue
-        if problem := _undecodable_field(row, header):
-            yield BadRecord(name, rows.line_num, problem)
+        if not all(map(str.isascii, row)) and (problem := _undecodable_field(row, header)):
+            yield BadRecord(name, line, problem)
             continue
         if len(row) != len(header):
-            yield BadRecord(
-                name, rows.line_num, f"{len(row)} fields where the header has {len(header)}"
-            )
+            yield BadRecord(name, line, f"{len(row)} fields where the header has {len(header)}")
             continue
         yield dict(zip(header, row, strict=True))
 
 
-class _LimitedRows:
-    """A csv reader's rows, each read under :data:`CSV_FIELD_LIMIT`. The limit is the csv
-    module's, for the whole process, so it is put back after every row: other code in
-    the process keeps its own."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-
-    def __iter__(self) -> _LimitedRows:
-        return self
-
-    def __next__(self) -> list[str]:
+def _limited_rows(reader: Any) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """A csv reader's rows (or the error reading one), each with the line it ends on, read
+    under :data:`CSV_FIELD_LIMIT` a few hundred at a time. The limit is the csv module's,
+    for the whole process, so it is put back before they are handed on: other code in the
+    process keeps its own."""
+    while True:
+        batch: list[tuple[int, list[str] | csv.Error]] = []
         before = csv.field_size_limit(CSV_FIELD_LIMIT)
         try:
-            row: list[str] = next(self.reader)
+            while len(batch) < CSV_ROWS_PER_READ:
+                try:
+                    row: list[str] | csv.Error = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    row = exc
+                batch.append((reader.line_num, row))
         finally:
             csv.field_size_limit(before)
-        return row
-
-    @property
-    def line_num(self) -> int:
-        line: int = self.reader.line_num
-        return line
+        yield from batch
+        if len(batch) < CSV_ROWS_PER_READ:
+            return
 
 
 def _json_array(stream: IO[str], name: str) -> Iterator[Any]:
