@@ -46,6 +46,15 @@ class Interrupted(Expression):
         return Symbol(str(input)).query("Summarize")
 
 
+class Styled(Expression):
+    def __init__(self, style, **kwargs):
+        super().__init__(**kwargs)
+        self.style = style
+
+    def forward(self, input, **kwargs):
+        return Symbol(str(input)).query(self.style)
+
+
 class Blocked(Expression):
     def forward(self, input, **kwargs):
         if os.path.exists("blocked"):
@@ -377,6 +386,10 @@ def test_usage_errors_name_the_problem(
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
     assert main(["run", f"{pipelines}:Echo", "data.txt"]) == 2
     assert "cannot tell the format" in capsys.readouterr().err
+    assert main(["run", f"{pipelines}:Styled", str(data), "--run-dir", "styled"]) == 2
+    err = capsys.readouterr().err  # a traceback from a worker, and a run directory, before
+    assert f"{pipelines}:Styled cannot be built with no arguments" in err and "'style'" in err
+    assert not (tmp_path / "styled").exists()
     assert main(["status", "nowhere"]) == 2
     assert main(["retry", str(tmp_path)]) == 2
     assert engine.call_count == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 import time
@@ -221,6 +222,17 @@ def load_expression(spec: str, directory: str | None = None) -> Any:
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{spec} is not an Expression class or instance")
+    if isinstance(target, type):  # each worker builds one with no arguments: can it?
+        try:
+            # its __init__'s: symai's Symbol.__new__ takes anything, hiding what is needed
+            inspect.signature(target.__init__).bind(None)
+        except TypeError as exc:
+            raise CommandError(
+                f"{spec} cannot be built with no arguments, as each worker builds it ({exc}); "
+                f"give its parameters defaults, or name an instance of it"
+            ) from None
+        except ValueError:
+            pass  # no signature to read: building it will tell
     return target
 
 
