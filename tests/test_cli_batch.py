@@ -55,6 +55,12 @@ class Styled(Expression):
         return Symbol(str(input)).query(self.style)
 
 
+class Keyless(Expression):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        raise RuntimeError("MY_TOOL_KEY is not set")
+
+
 class Blocked(Expression):
     def forward(self, input, **kwargs):
         if os.path.exists("blocked"):
@@ -390,6 +396,10 @@ def test_usage_errors_name_the_problem(
     err = capsys.readouterr().err  # a traceback from a worker, and a run directory, before
     assert f"{pipelines}:Styled cannot be built with no arguments" in err and "'style'" in err
     assert not (tmp_path / "styled").exists()
+    assert main(["run", f"{pipelines}:Keyless", str(data), "--run-dir", "keyless"]) == 2
+    err = capsys.readouterr().err
+    assert "could not instantiate Keyless: RuntimeError: MY_TOOL_KEY is not set" in err
+    assert "Traceback" not in err and not (tmp_path / "keyless").exists()
     assert main(["status", "nowhere"]) == 2
     assert main(["retry", str(tmp_path)]) == 2
     assert engine.call_count == 0

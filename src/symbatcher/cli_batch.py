@@ -16,6 +16,7 @@ import argparse
 import importlib
 import inspect
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -448,6 +449,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Any) -> int:
+    from symbatcher.store.sqlite import STATE_FILE
+
     run_dir = Path(settings.run_dir or "symbatcher-run")
     made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -457,8 +460,10 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     finally:
         for path in spool:
             path.unlink(missing_ok=True)
-        if made and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # refused before it began: leave nothing behind
+        if made and not (run_dir / STATE_FILE).exists():
+            # refused, or failed, before it began (bad records, an expression that cannot
+            # be built): this command made the directory and nothing in it is worth a retry
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[Path]) -> int:

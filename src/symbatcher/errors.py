@@ -25,6 +25,11 @@ class RunCancelledError(SymbatcherError):
     """The run this call belonged to was cancelled before the call got its answer."""
 
 
+class ExpressionBuildError(SymbatcherError, TypeError):
+    """The run's expression class could not be built (its ``__init__`` raised); no item
+    started."""
+
+
 class HaltingError(SymbatcherError):
     """What halts a run rather than failing an item (a model with no price under a
     budget): the items it reached are left pending, so a resume, with the cause put

@@ -11,7 +11,7 @@ from typing import Any
 from symbatcher import engine_lookup, http_clients, templates
 from symbatcher.checks import env_flag, positive_int
 from symbatcher.dispatch import DEFAULT_LINGER, DEFAULT_LINGER_FRACTION
-from symbatcher.errors import DatasetError
+from symbatcher.errors import DatasetError, ExpressionBuildError
 from symbatcher.hooks.base import Hook
 from symbatcher.hooks.chain import HookChain
 from symbatcher.results import RunResults, RunStats
@@ -281,7 +281,9 @@ def _expression_factory(
         try:
             first = expr(**init_kwargs)
         except Exception as exc:
-            raise TypeError(f"could not instantiate {expr.__qualname__}: {exc}") from exc
+            raise ExpressionBuildError(
+                f"could not instantiate {expr.__qualname__}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not callable(first):
             raise TypeError(f"{expr.__qualname__} instances are not callable")
         _detach_nested(first)
