@@ -85,8 +85,8 @@ class Progress(Hook):
         now = time.monotonic()
         with self._lock:
             if self._bar is not None:
+                self._postfix(run)  # first: update() draws, and would show the last one
                 self._bar.update(1)
-                self._postfix(run)
             if self.callback is None or now - self._last_emit < self.interval:
                 return
             self._last_emit = now
