@@ -843,3 +843,30 @@ def test_retry_from_another_directory_imports_the_expression_where_run_did(
     assert retried.returncode == 0, retried.stderr  # it said: cannot import 'flaky_pipelines'
     assert "3 items: 3 succeeded, 0 failed" in retried.stderr
     assert local_server.stats()["ok"] == 3
+
+
+def test_off_a_terminal_a_run_says_where_it_stands_in_a_line_now_and_then(
+    pipelines: str,
+    engine: SimulatedEngine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run in a container's log showed nothing until its end, which can be hours."""
+    import symbatcher.cli_batch as cli_batch
+
+    monkeypatch.setattr(cli_batch, "PROGRESS_EVERY", 0.0)  # a line per item, to see them
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(6)])
+    assert main(["run", f"{pipelines}:Echo", str(data), "--workers", "1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("symbatcher: ") and "items/s" in line]
+    assert [line.split(" items (")[0] for line in lines] == [
+        f"symbatcher: {n}/6" for n in range(1, 7)
+    ]
+    assert lines[0].startswith("symbatcher: 1/6 items (16.7%), ") and "left" in lines[0]
+    assert err[-2].startswith("completed: 6 items: 6 succeeded")  # then the summary, once
+    assert (
+        main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "quiet", "--progress", "off"])
+        == 0
+    )
+    assert "symbatcher: 1/6" not in capsys.readouterr().err

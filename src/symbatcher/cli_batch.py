@@ -75,7 +75,12 @@ def add_commands(commands: Any) -> None:
     )
     run.add_argument("--engine-kind", choices=KINDS, help="the server behind --engine-url (vllm)")
     run.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
-    run.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help=PROGRESS_HELP,
+    )
     run.add_argument(
         "--force", action="store_true", help="resume even if DATA or EXPRESSION changed"
     )
@@ -88,7 +93,9 @@ def add_commands(commands: Any) -> None:
         "retry", help="run the failed items of a run again, and those an interruption cut short"
     )
     retry.add_argument("run_dir")
-    retry.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    retry.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help=PROGRESS_HELP
+    )
 
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
     export.add_argument("run_dir")
@@ -130,6 +137,7 @@ def add_commands(commands: Any) -> None:
     )
 
 
+PROGRESS_HELP = "auto: a bar on a terminal, else a line every 30 s; on: the bar; off: neither"
 TIMEOUT_HELP = (
     "seconds a request to --engine-url may take before it fails and is retried (default "
     "600; symai's own client would wait on a stalled server forever)"
@@ -268,7 +276,7 @@ def _show_progress(choice: str) -> bool | None:
 
 
 def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: bool) -> list[Any]:
-    from symbatcher.hooks import Budget, Checkpoint, Cost, Progress, Retry
+    from symbatcher.hooks import Budget, Checkpoint, Cost, Retry
     from symbatcher.pricing import FREE
 
     engine = command.get("engine") or {}
@@ -290,8 +298,38 @@ def _hooks(run_dir: Path, command: dict[str, Any], progress: str, retry_failed: 
                 max_concurrency=engine.get("max_concurrency"),
             )
         )
-    hooks.append(Progress(show=_show_progress(progress)))
+    hooks.append(_progress(progress))
     return hooks
+
+
+#: seconds between progress lines where stderr is no terminal (a container's log, cron)
+PROGRESS_EVERY = 30.0
+
+
+def _progress(choice: str) -> Any:
+    """A bar on a terminal; elsewhere (``auto``) a line every :data:`PROGRESS_EVERY`
+    seconds, so a run in a container's log is not silent for hours."""
+    from symbatcher.hooks import Progress
+    from symbatcher.hooks.progress import is_terminal
+
+    if choice == "auto" and not is_terminal(sys.stderr):
+        return Progress(show=False, callback=_progress_line, interval=PROGRESS_EVERY)
+    return Progress(show=_show_progress(choice))
+
+
+def _progress_line(event: Any) -> None:
+    if event.status != "running":
+        return  # the end: the summary says it
+    total = f"/{event.total:,} items ({event.percent:.1f}%)" if event.total else " items"
+    left = f", about {_duration(event.eta_seconds)} left" if event.eta_seconds else ""
+    failed = f", {event.failed:,} failed" if event.failed else ""
+    spent = f", ${event.cost:.4f} spent" if event.cost or event.max_cost is not None else ""
+    print(
+        f"symbatcher: {event.done:,}{total}, {event.items_per_second:.1f} items/s"
+        f"{left}{failed}{spent}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager

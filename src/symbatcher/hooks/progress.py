@@ -67,7 +67,7 @@ class Progress(Hook):
         self._started = time.monotonic()
         self._start_done = run.done
         stream = self.file if self.file is not None else sys.stderr
-        show = self.show if self.show is not None else _is_terminal(stream)
+        show = self.show if self.show is not None else is_terminal(stream)
         if show:
             self._bar = _bar_class()(
                 total=run.total,
@@ -140,7 +140,8 @@ def _bar_class() -> Any:
     return Bar
 
 
-def _is_terminal(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (a closed or odd stream is not)."""
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())
