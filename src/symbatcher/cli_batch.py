@@ -614,6 +614,7 @@ def serve_command(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot import {module!r} (--import): {exc}") from exc
     default_price = None
     with ExitStack() as stack:
+        stack.enter_context(_service_log())
         if args.engine_url:
             from symbatcher.local import serving
             from symbatcher.pricing import FREE
@@ -639,6 +640,28 @@ def serve_command(args: argparse.Namespace) -> int:
             ),
         )
     return EXIT_OK
+
+
+@contextmanager
+def _service_log() -> Iterator[None]:
+    """A service says what it does, a line per event with its time (jobs started and
+    ended, jobs removed after their term): symbatcher's INFO records on stderr while the
+    command runs. The process's own logging set-up is left as it was."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    log = logging.getLogger("symbatcher")
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # said once, not again by a handler of the root logger
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 def config_schema_command(args: argparse.Namespace) -> int:

@@ -189,6 +189,7 @@ def test_serve_sends_the_jobs_calls_to_the_server_at_engine_url(
         lease=1.0,
         token_from_env=True,
         engine_url=local_server.url,
+        stderr=tmp_path / "service.log",
     ).start()
     try:
         with running.client() as client:
@@ -203,6 +204,11 @@ def test_serve_sends_the_jobs_calls_to_the_server_at_engine_url(
         assert local_server.stats()["ok"] == 5
     finally:
         running.stop()
+    log = (tmp_path / "service.log").read_text(encoding="utf-8")  # what an operator sees
+    assert "symbatcher serve: listening on http://127.0.0.1:" in log
+    assert f"symbatcher: job {job['id']} (echo, 5 items) started by worker-" in log
+    assert f"symbatcher: job {job['id']} succeeded after " in log
+    assert "s: 5 of 5 items done, 0 failed\n" in log
 
 
 def test_keep_days_removes_an_ended_job_with_its_results(

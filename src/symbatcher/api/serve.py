@@ -78,7 +78,7 @@ def serve(
         pool.start()
         bound_host, bound_port = listener.getsockname()[:2]
         url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
-        logger.info("symbatcher serve: listening on %s", url)
+        logger.debug("symbatcher serve: listening on %s", url)  # on_ready says it to people
         if on_ready is not None:
             on_ready(url)
         with sigterm_raises():

@@ -105,6 +105,16 @@ class JobWorker:
         if job is None:
             return None
         self.job = job
+        again = f", claim {job.claims}" if job.claims > 1 else ""  # resumed from its items
+        logger.info(
+            "symbatcher: job %s (%s, %s items%s) started by %s",
+            job.id,
+            job.expression,
+            job.total,
+            again,
+            self.name,
+        )
+        started = time.monotonic()
         try:
             state, error, progress = self._run(job)
         except Exception as exc:  # the job fails, the worker goes on
@@ -116,6 +126,17 @@ class JobWorker:
             self.queue.release(job.id, self.name, progress=progress)
         else:
             self.queue.finish(job.id, self.name, state, error=error, progress=progress)
+        figures = progress or {}
+        logger.info(
+            "symbatcher: job %s %s after %.1f s: %s of %s items done, %s failed%s",
+            job.id,
+            "given back to the queue" if state == "queued" else state,
+            time.monotonic() - started,
+            figures.get("done", "?"),
+            job.total,
+            figures.get("failed", "?"),
+            f" ({error})" if error else "",
+        )
         return self.queue.get(job.id)
 
     def _run(self, job: Job) -> tuple[JobState, str | None, dict[str, Any] | None]:
