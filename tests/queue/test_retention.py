@@ -96,6 +96,20 @@ def test_it_sweeps_when_it_starts_and_leaves_no_thread(queue: JobQueue, tmp_path
     assert set(threading.enumerate()) == before
 
 
+def test_a_sweep_that_removed_jobs_says_so_in_the_units_of_the_term(
+    queue: JobQueue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    _ended(queue, tmp_path, "succeeded", at=1.0)
+    with caplog.at_level(logging.INFO, logger="symbatcher"):
+        Retention(queue, tmp_path, keep=30 * DAY).sweep(now=40 * DAY)
+        Retention(queue, tmp_path, keep=30 * DAY).sweep(now=40 * DAY)  # nothing: no line
+    assert [r.getMessage() for r in caplog.records] == [
+        "symbatcher: removed 1 job(s) ended over 30 days ago"
+    ]
+
+
 def test_the_time_between_sweeps_is_a_tenth_of_the_term_within_bounds(
     queue: JobQueue, tmp_path: Path
 ) -> None:

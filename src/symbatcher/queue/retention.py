@@ -50,7 +50,9 @@ class Retention:
                 self._remove_run(job.id)
                 removed.append(job.id)
         if removed:
-            logger.info("symbatcher: removed %d job(s) ended over %gs ago", len(removed), self.keep)
+            logger.info(
+                "symbatcher: removed %d job(s) ended over %s ago", len(removed), _term(self.keep)
+            )
         return removed
 
     def _remove_run(self, job_id: str) -> None:
@@ -89,3 +91,10 @@ class Retention:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _term(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} seconds"
