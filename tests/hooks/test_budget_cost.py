@@ -95,6 +95,14 @@ def test_with_a_budget_the_first_item_runs_alone_so_16_workers_keep_close_to_it(
     assert results.stats.cost <= 2 * budget.max_cost  # was over 3x: 16 items at once
 
 
+def test_a_budget_of_nothing_starts_nothing(engine: SimulatedEngine) -> None:
+    results = BatchScheduler(hooks=[Budget(0), Cost(PRICES)])(
+        expr=TestExpression, dataset=["a", "b"], num_workers=2
+    )
+    assert results.status == "budget_reached" and engine.call_count == 0
+    assert all(isinstance(r, ItemPending) for r in results)
+
+
 def test_workers_waiting_for_the_first_item_s_cost_end_when_the_run_halts() -> None:
     class HaltInTheFirstCall(Hook):
         def around_call(self, call: Any, proceed: Any) -> Any:

@@ -55,7 +55,7 @@ class Budget(Hook):
 
     def admit(self, item: ItemContext) -> str | None:
         run = item.run
-        with self._learned:
+        with self._learned:  # an RLock: a halt's wake-up comes back here
             if not run.finished_items and self._probe is not None:
                 with run.idle():  # no batch waits for this worker's calls meanwhile
                     self._learned.wait_for(
@@ -63,23 +63,27 @@ class Budget(Hook):
                     )
             if run.stopped():
                 return run.stop_reason or "the run is stopping"
-            if not run.finished_items:
+            reason = self._reached(run)
+            if reason is None and not run.finished_items:
                 self._probe = item.index
-                return None
+            return reason
+
+    def _reached(self, run: RunContext) -> str | None:
+        """Why no item may start, if spent plus the estimate in flight reached the budget."""
         committed = run.spent + run.in_flight * run.mean_item_cost
-        if committed >= self.max_cost:
-            if not run.stopped():
-                logger.info(
-                    "symbatcher: budget of $%.4f reached ($%.4f spent, %d items in flight); "
-                    "starting no further items",
-                    self.max_cost,
-                    run.spent,
-                    run.in_flight,
-                )
-            run.halt(
-                f"budget reached: spent ${run.spent:.4f} of ${self.max_cost:.4f}"
-                + (f" with {run.in_flight} items in flight" if run.in_flight else ""),
-                BUDGET_REACHED,
+        if committed < self.max_cost:
+            return None
+        if not run.stopped():
+            logger.info(
+                "symbatcher: budget of $%.4f reached ($%.4f spent, %d items in flight); "
+                "starting no further items",
+                self.max_cost,
+                run.spent,
+                run.in_flight,
             )
-            return run.stop_reason
-        return None
+        run.halt(
+            f"budget reached: spent ${run.spent:.4f} of ${self.max_cost:.4f}"
+            + (f" with {run.in_flight} items in flight" if run.in_flight else ""),
+            BUDGET_REACHED,
+        )
+        return run.stop_reason
