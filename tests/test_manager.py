@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import sqlite3
@@ -43,6 +44,9 @@ def test_jobs_of_any_size_give_every_item_once_in_order(
     assert [json.loads(line)["index"] for line in lines] == list(range(size))
     view = manager.snapshot()
     assert [len(job["items"]) for job in view["jobs"]][-1] == size - 10 * (stats.jobs - 1)
+    written = io.StringIO()
+    manager.write_snapshot(written)  # the same JSON, one item held at a time
+    assert json.loads(written.getvalue()) == json.loads(json.dumps(view))
     assert engine.call_count == size
 
 
