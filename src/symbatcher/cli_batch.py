@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from symbatcher.dispatch import DEFAULT_LINGER
+from symbatcher.durations import spoken
 from symbatcher.errors import SymbatcherError
 from symbatcher.local import KINDS
 
@@ -321,7 +322,7 @@ def _progress_line(event: Any) -> None:
     if event.status != "running":
         return  # the end: the summary says it
     total = f"/{event.total:,} items ({event.percent:.1f}%)" if event.total else " items"
-    left = f", about {_duration(event.eta_seconds)} left" if event.eta_seconds else ""
+    left = f", about {spoken(event.eta_seconds)} left" if event.eta_seconds else ""
     failed = f", {event.failed:,} failed" if event.failed else ""
     spent = f", ${event.cost:.4f} spent" if event.cost or event.max_cost is not None else ""
     print(
@@ -428,20 +429,12 @@ def _summary(
 def _pace(done: int, elapsed: float, left: int) -> str:
     """How fast the run going on finishes items, and how long the rest would take so."""
     if not done or elapsed <= 0:
-        return f"  this run: no item finished yet, {_duration(elapsed)} in"
+        return f"  this run: no item finished yet, {spoken(elapsed)} in"
     rate = done / elapsed
     return (
-        f"  this run: {done} items finished in {_duration(elapsed)} ({rate:.1f} items/s); "
-        f"the {left} left take about {_duration(left / rate)} at that pace"
+        f"  this run: {done} items finished in {spoken(elapsed)} ({rate:.1f} items/s); "
+        f"the {left} left take about {spoken(left / rate)} at that pace"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # -------------------------------------------------------------------- commands

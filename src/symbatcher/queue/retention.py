@@ -15,6 +15,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from symbatcher.durations import spoken
 from symbatcher.queue.jobs import JobQueue
 
 logger = logging.getLogger("symbatcher")
@@ -51,7 +52,7 @@ class Retention:
                 removed.append(job.id)
         if removed:
             logger.info(
-                "symbatcher: removed %d job(s) ended over %s ago", len(removed), _term(self.keep)
+                "symbatcher: removed %d job(s) ended over %s ago", len(removed), spoken(self.keep)
             )
         return removed
 
@@ -91,10 +92,3 @@ class Retention:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _term(seconds: float) -> str:
-    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} seconds"

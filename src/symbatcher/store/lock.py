@@ -62,10 +62,8 @@ class RunLock:
         return None
 
     def running_since(self) -> float | None:
-        """When the run going on in the directory started (a ``time.time()``), or None
-        when no run is going on there (or it does not say)."""
-        if self.holder() is None:
-            return None
+        """When the run :meth:`holder` names started (a ``time.time()``), or None when its
+        note does not say (ask ``holder()`` first: the note of a run gone is gone too)."""
         try:
             started = json.loads(self._note.read_text(encoding="utf-8")).get("started")
         except (OSError, ValueError, AttributeError):
