@@ -143,8 +143,8 @@ def _undecodable(text: str) -> tuple[int, str] | None:
     if found is None:
         return None
     start = found.start()
-    where = f"at column {start - text.rfind(chr(10), 0, start)}"
-    return text.count("\n", 0, start), _not_utf8(found.group(), where)
+    column = start - text.rfind("\n", 0, start)
+    return text.count("\n", 0, start), _not_utf8(found.group(), f"at column {column}")
 
 
 def _undecodable_field(row: list[str], header: list[str]) -> str | None:
