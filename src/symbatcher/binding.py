@@ -91,8 +91,6 @@ def routed_to(route: RunRoute, carried: bool = False) -> Iterator[None]:
 class EngineBinding:
     """Stands in for one engine in symai's registry and routes calls to their run."""
 
-    _own = frozenset({"_sb_name", "_sb_engine", "_sb_executor", "_sb_owners", "_sb_warned"})
-
     def __init__(self, name: str, engine: Any, executor: Executor | None = None) -> None:
         object.__setattr__(self, "_sb_name", name)
         object.__setattr__(self, "_sb_engine", engine)
