@@ -51,8 +51,8 @@ class Styled(Expression):
         super().__init__(**kwargs)
         self.style = style
 
-    def forward(self, input, **kwargs):
-        return Symbol(str(input)).query(self.style)
+    def forward(self, input, tone="plain", **kwargs):
+        return Symbol(str(input)).query(f"{self.style}, {tone}")
 
 
 class Keyless(Expression):
@@ -380,6 +380,58 @@ def test_retry_runs_the_failed_items_again(
     snapshot = json.loads(capsys.readouterr().out)
     statuses = [item["status"] for job in snapshot["jobs"] for item in job["items"]]
     assert statuses == ["succeeded"] * 3
+
+
+def test_params_build_the_expression_reach_its_calls_and_stay_with_the_run(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from symbatcher.testing import use_engine
+
+    data = write_jsonl(tmp_path / "in.jsonl", ["ok-1", "flaky", "ok-2"])
+    run = ["run", f"{pipelines}:Styled", str(data), "--run-dir", "run", "--retries", "1"]
+    params = ["--param", "style=Brief", "--param", 'tone="warm"', "--param", "n=3"]
+    with use_engine(SimulatedEngine(fail_on="flaky", fail_times=1)) as flaky:
+        assert main([*run, *params, "--progress", "off"]) == 1  # the flaky item failed
+        assert all("Brief, warm" in prompt for prompt in flaky.calls)  # __init__ and forward
+        assert main([*run, "--param", "style=Long", "--param", "tone=warm"]) == 2
+        err = capsys.readouterr().err
+        assert "started with another expression or other parameters" in err
+        assert 'It ran with params {"style": "Brief", "tone": "warm", "n": 3}, ' in err
+        assert 'now {"style": "Long", "tone": "warm"}' in err
+        assert main(["retry", "run", "--progress", "off"]) == 0  # with the run's params
+        assert len(flaky.calls) == 4 and "Brief, warm" in flaky.calls[-1]
+    stored = json.loads((tmp_path / "run" / "command.json").read_text(encoding="utf-8"))
+    assert stored["params"] == {"style": "Brief", "tone": "warm", "n": 3}
+
+
+def test_params_from_a_config_and_their_problems(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a"])
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"expression: {pipelines}:Styled\nitems: in.jsonl\nparams: {{style: Short}}\n",
+        encoding="utf-8",
+    )
+    assert main(["run", "--config", str(config), "--param", "tone=dry", "--progress", "off"]) == 0
+    assert engine.calls and "Short, dry" in engine.calls[0]  # the command line's on top
+    config.write_text("params: {style: Short, day: 2024-01-01}\n", encoding="utf-8")
+    assert main(["run", f"{pipelines}:Styled", str(data), "--config", str(config)]) == 2
+    assert "`params`: 'day' holds a date; parameters are JSON values" in capsys.readouterr().err
+    base = ["run", f"{pipelines}:Styled", str(data), "--run-dir", "bad"]
+    assert main([*base, "--param", "style=x", "--param", "input=3"]) == 2
+    assert "--param: 'input' is the keyword each item is passed as" in capsys.readouterr().err
+    assert main([*base, "--param", "style=x", "--as", "text", "--param", "text=3"]) == 2
+    assert "--param: 'text' is the keyword each item is passed as" in capsys.readouterr().err
+    assert main([*base, "--param", "a b=3"]) == 2
+    assert "--param: 'a b' is not a keyword argument name" in capsys.readouterr().err
+    assert main([*base, "--param", "tone=dry"]) == 2  # style is still missing
+    err = capsys.readouterr().err
+    assert "Styled cannot be built with the parameters tone" in err and "'style'" in err
+    with pytest.raises(SystemExit):
+        main([*base, "--param", "style"])
+    assert "expected KEY=VALUE, got 'style'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and len(engine.calls) == 1
 
 
 def test_usage_errors_name_the_problem(

@@ -21,3 +21,35 @@ def env_flag(
         return bool(given)
     value = (os.environ if environ is None else environ).get(name, "").strip().lower()
     return value not in ("0", "false", "no", "off")
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def expression_params_problem(params: Mapping[str, object], bind_as: str | None) -> str | None:
+    """Why ``params`` cannot be an expression's keyword arguments, or None.
+
+    They are stored as JSON (``command.json``, the job queue) and given again on resume and
+    retry, so a value JSON cannot hold (a YAML date, say) would come back as another value."""
+    taken = {"input", bind_as} - {None}
+    for key, value in params.items():
+        if not key.isidentifier():
+            return f"{key!r} is not a keyword argument name"
+        if key in taken:
+            return f"{key!r} is the keyword each item is passed as; name the parameter otherwise"
+        if not _json_plain(value):
+            return (
+                f"{key!r} holds a {type(value).__name__}; parameters are JSON values (text, "
+                f"numbers, true/false, null, lists, mappings): quote it to pass text"
+            )
+    return None
+
+
+def _json_plain(value: object) -> bool:
+    if isinstance(value, _PLAIN):
+        return not isinstance(value, float) or (value == value and abs(value) != float("inf"))
+    if isinstance(value, list):
+        return all(map(_json_plain, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_plain(v) for k, v in value.items())
+    return False

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import json
 import shutil
 import sys
@@ -34,6 +33,8 @@ COMMAND_FILE = "command.json"
 STDIN_COPY = "input.jsonl"
 SHOW_BAD = 20
 SHOW_ERROR_TYPES = 5
+#: the command-line option of a run config key whose option is not its name
+OPTION_OF = {"params": "--param", "prices": "--price"}
 
 
 class CommandError(SymbatcherError):
@@ -62,6 +63,15 @@ def add_commands(commands: Any) -> None:
     )
     run.add_argument("--error-handling", choices=("continue", "fail_fast"))
     run.add_argument("--as", dest="bind_as", help="pass each item as this keyword, not input=")
+    run.add_argument(
+        "--param",
+        type=expression_param,
+        action="append",
+        metavar="KEY=VALUE",
+        help="a keyword argument for the expression (built with it, and given with each "
+        "item's call); VALUE is read as JSON if it is JSON (3, true, [1,2]), else as text; "
+        "repeat per parameter",
+    )
     run.add_argument(
         "--on-bad-line",
         choices=("stop", "skip"),
@@ -179,6 +189,21 @@ def positive(text: str) -> int:
     return value
 
 
+def option_of(key: str) -> str:
+    """The command-line option of a run config key (``engine.url`` -> ``--engine-url``)."""
+    return OPTION_OF.get(key.split(".")[0]) or "--" + key.replace("_", "-").replace(".", "-")
+
+
+def expression_param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
 def model_price(text: str) -> tuple[str, tuple[float, float]]:
     """``MODEL=INPUT,OUTPUT`` (USD per 1M tokens) as ``(model, (input, output))``."""
     model, _, rates = text.rpartition("=")
@@ -206,10 +231,12 @@ def server_url(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- pieces
-def load_expression(spec: str, directory: str | None = None) -> Any:
+def load_expression(
+    spec: str, directory: str | None = None, params: dict[str, Any] | None = None
+) -> Any:
     """``MODULE:NAME`` -> the Expression class (or instance) it names; modules in
     ``directory`` (the current one unless given: ``retry`` gives the one ``run`` ran in)
-    import, as with ``python -m``."""
+    import, as with ``python -m``. A class must be buildable with ``params``."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CommandError(f"expected MODULE:NAME for the expression, got {spec!r}")
@@ -232,31 +259,36 @@ def load_expression(spec: str, directory: str | None = None) -> Any:
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{spec} is not an Expression class or instance")
-    if isinstance(target, type):  # each worker builds one with no arguments: can it?
-        try:
-            # its __init__'s: symai's Symbol.__new__ takes anything, hiding what is needed
-            inspect.signature(target.__init__).bind(None)
-        except TypeError as exc:
-            raise CommandError(
-                f"{spec} cannot be built with no arguments, as each worker builds it ({exc}); "
-                f"give its parameters defaults, or name an instance of it"
-            ) from None
-        except ValueError:
-            pass  # no signature to read: building it will tell
+    from symbatcher.scheduler import build_problem
+
+    params = params or {}
+    if problem := build_problem(target, params):  # each worker builds one: can it?
+        given = f"the parameters {', '.join(params)}" if params else "no arguments"
+        raise CommandError(
+            f"{spec} cannot be built with {given}, as each worker builds it ({problem}); "
+            f"pass its parameters with --param KEY=VALUE (params: in a config), give them "
+            f"defaults, or name an instance of it"
+        )
     return target
 
 
-def bound_expression(target: Any, bind_as: str | None) -> type:
+def bound_expression(
+    target: Any, bind_as: str | None, params: dict[str, Any] | None = None
+) -> type:
     """An Expression class that hands each item to ``target`` (as ``input=``, or as
-    ``bind_as=``) and turns a bad input record into that item's failure."""
+    ``bind_as=``) and turns a bad input record into that item's failure. A class ``target``
+    is built with those of ``params`` its ``__init__`` names, as the scheduler would."""
     from symai import Expression
 
     from symbatcher.data import BadRecord
+    from symbatcher.scheduler import init_kwargs
+
+    built_with = init_kwargs(target, params or {}) if isinstance(target, type) else {}
 
     class Bound(Expression):  # type: ignore[misc]
-        def __init__(self, **kwargs: Any) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.inner = target(**kwargs) if isinstance(target, type) else target
+            self.inner = target(**built_with) if isinstance(target, type) else target
 
         def forward(self, input: Any, **kwargs: Any) -> Any:
             if isinstance(input, BadRecord):
@@ -364,8 +396,9 @@ def _execute(
 ) -> Any:
     from symbatcher.scheduler import BatchScheduler
 
-    target = load_expression(command["expression"], command.get("cwd"))
-    expr = bound_expression(target, command.get("as"))
+    params = command.get("params") or {}
+    target = load_expression(command["expression"], command.get("cwd"), params)
+    expr = bound_expression(target, command.get("as"), params)
     if hooks is None:
         hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
     engine = command.get("engine") or {}
@@ -380,7 +413,7 @@ def _execute(
     if total is not None:
         context["total"] = total
     stream = scheduler._stream(
-        expr, dataset, command["workers"], command["batch_size"], {}, context, indexed=indexed
+        expr, dataset, command["workers"], command["batch_size"], params, context, indexed=indexed
     )
     with stream:
         for _ in stream:
@@ -460,13 +493,13 @@ def _settings(args: argparse.Namespace) -> Any:
     }
     merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
     merged["prices"] = {**merged["prices"], **dict(args.price or [])}
+    merged["params"] = {**merged["params"], **dict(args.param or [])}
     engine = {"url": args.engine_url, "kind": args.engine_kind, "timeout": args.engine_timeout}
     merged["engine"] = {**merged["engine"], **{k: v for k, v in engine.items() if v is not None}}
     try:
         settings = RunConfig.model_validate(merged)
     except ValidationError as exc:
-        option = lambda key: "--" + key.replace("_", "-").replace(".", "-")  # noqa: E731
-        raise ConfigError(problems(exc, option)) from None
+        raise ConfigError(problems(exc, option_of)) from None
     if not settings.expression or not settings.items:
         raise CommandError("give EXPRESSION and DATA, on the command line or in --config")
     return settings
@@ -474,7 +507,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def run_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    load_expression(settings.expression)  # a typo fails here, before the data is read
+    load_expression(settings.expression, params=settings.params)  # fails before data is read
     with run_engine(settings.engine.model_dump()):  # no engine: no run directory is left
         return _run(args, settings)
 
@@ -543,6 +576,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         "data": str(kept_data.resolve()),
         "format": fmt,
         "as": settings.bind_as,
+        "params": settings.params,
         "on_bad_line": settings.on_bad_line,
         "workers": settings.workers,
         "batch_size": settings.batch_size,
@@ -575,8 +609,8 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     try:
         stats = _execute(run_dir, asked, dataset, count, args.progress, hooks=hooks)
         status = stats.status
-    except RunMismatchError:
-        raise  # an item of the data differs from the one the directory's run processed
+    except RunMismatchError as exc:
+        raise RunMismatchError(f"{exc}{_what_changed(run_dir, command)}") from None
     except BaseException as exc:
         if checkpoint.began:
             keep()
@@ -588,6 +622,21 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         rows = _export(run_dir, out, "csv" if settings.out.endswith(".csv") else "jsonl")
         wrote = f"{rows} items -> {out}"
     return _finish(run_dir, status, stats, wrote)
+
+
+def _what_changed(run_dir: Path, command: dict[str, Any]) -> str:
+    """What the directory's run was started with, where this command differs from it: the
+    mismatch error itself knows only fingerprints."""
+    try:
+        stored = _stored_command(run_dir)
+    except (CommandError, OSError, ValueError):
+        return ""
+    changed = [
+        f"{key} {json.dumps(stored.get(key))}, now {json.dumps(command.get(key))}"
+        for key in ("expression", "params", "as")
+        if stored.get(key, {} if key == "params" else None) != command.get(key)
+    ]
+    return f". It ran with {'; '.join(changed)}" if changed else ""
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -22,10 +22,12 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from symbatcher.checks import expression_params_problem
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 from symbatcher.local import server_address
@@ -106,6 +108,11 @@ class RunConfig(BaseModel):
     bind_as: str | None = Field(
         default=None, alias="as", description="pass each item as this keyword instead of input="
     )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments for the expression: given when each worker builds it "
+        "and with each item's call (BatchScheduler's **kwargs); JSON values",
+    )
     error_handling: Literal["continue", "fail_fast"] = "continue"
     on_bad_line: Literal["stop", "skip"] = "stop"
     workers: PositiveInt = 16
@@ -121,6 +128,13 @@ class RunConfig(BaseModel):
     run_dir: str | None = None
     out: str | None = None
     engine: EngineSettings = Field(default_factory=lambda: EngineSettings())
+
+    @field_validator("params")
+    @classmethod
+    def _usable_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if problem := expression_params_problem(params, info.data.get("bind_as")):
+            raise ValueError(problem)
+        return params
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -160,7 +174,7 @@ def problems(exc: ValidationError, name: Callable[[str], str]) -> str:
         if error["type"] == "extra_forbidden":
             found.append(f"{key}: unknown key{_meant(error['loc'])}")
         else:
-            found.append(f"{key}: {error['msg']}")
+            found.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(found)
 
 

@@ -277,9 +277,9 @@ def _expression_factory(
     and racy when workers share a root). A shared instance gets its flags back afterwards.
     """
     if isinstance(expr, type):
-        init_kwargs = _init_kwargs(expr, kwargs)
+        built_with = init_kwargs(expr, kwargs)
         try:
-            first = expr(**init_kwargs)
+            first = expr(**built_with)
         except Exception as exc:
             raise ExpressionBuildError(
                 f"could not instantiate {expr.__qualname__}: {type(exc).__name__}: {exc}"
@@ -291,7 +291,7 @@ def _expression_factory(
         def make(worker: int) -> Any:
             if worker == 0:
                 return first
-            instance = expr(**init_kwargs)
+            instance = expr(**built_with)
             _detach_nested(instance)
             return instance
 
@@ -346,7 +346,23 @@ def _detach_nested(root: Any) -> Callable[[], None]:
     return undo
 
 
-def _init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+def build_problem(expr: Any, kwargs: dict[str, Any]) -> str | None:
+    """Why the workers could not build a class ``expr`` with a run's ``kwargs``, told from
+    its ``__init__``'s signature without building it (symai's ``Symbol.__new__`` takes
+    anything, hiding what is needed); None when they can, or when it cannot be told."""
+    if not isinstance(expr, type):
+        return None
+    try:
+        inspect.signature(expr.__init__).bind(None, **init_kwargs(expr, kwargs))  # type: ignore[misc]
+    except TypeError as exc:
+        return str(exc)
+    except ValueError:
+        return None  # no signature to read: building it will tell
+    return None
+
+
+def init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Those of a run's ``kwargs`` that ``cls.__init__`` names: the others go to the calls."""
     try:
         init: Any = cls.__init__  # type: ignore[misc]
         params = inspect.signature(init).parameters

@@ -1,4 +1,4 @@
-"""A symbatcher service for the API tests: `echo` registered, a simulated engine.
+"""A symbatcher service for the API tests: `echo` and `styled` registered, a simulated engine.
 
 python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL [OPTION ...]]
 
@@ -24,6 +24,16 @@ from symbatcher.testing import SimulatedEngine, use_engine
 class Echo(Expression):  # type: ignore[misc]
     def forward(self, input: Any, **kwargs: Any) -> Any:
         return Symbol(str(input)).query("Summarize")
+
+
+@register("styled")
+class Styled(Expression):  # type: ignore[misc]
+    def __init__(self, style: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.style = style
+
+    def forward(self, input: Any, tone: str = "plain", **kwargs: Any) -> Any:
+        return Symbol(str(input)).query(f"{self.style}, {tone}")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,27 @@ def test_submit_watch_and_page_results(service: Service) -> None:
         assert client.get(f"/jobs/{job['id']}").status_code == 404 and not run_dir.exists()
 
 
+def test_params_build_a_jobs_expression_and_reach_its_calls(service: Service) -> None:
+    with service.client() as client:
+        params = {"style": "Brief", "tone": "warm"}
+        body = {"expression": "styled", "items": ["a", "b"], "settings": {"params": params}}
+        job = client.post("/jobs", json=body).json()
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        assert all("Brief, warm" in str(row["output"]) for row in results(client, job["id"]))
+        missing = client.post("/jobs", json={"expression": "styled", "items": ["a"]})
+        assert missing.status_code == 422 and "'styled' cannot be built" in missing.text
+        assert "'style'" in missing.text
+        taken = {**body, "settings": {"params": {"style": "x", "input": 1}}}
+        refused = client.post("/jobs", json=taken)
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "settings", "params"]
+        assert "'input' is the keyword each item is passed as" in refused.text
+        changed = {"settings": {"params": {"style": "Long"}}}
+        again = client.post(f"/jobs/{job['id']}/retry", json=changed)
+        assert again.status_code == 422 and "'params' cannot change on retry" in again.text
+        assert sum(client.get("/stats").json()["jobs"].values()) == 1  # the refused left none
+
+
 def test_a_token_guards_everything_but_health(service: Service) -> None:
     with httpx.Client(base_url=service.url) as anonymous:
         assert anonymous.get("/healthz").status_code == 200

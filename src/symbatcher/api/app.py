@@ -25,8 +25,17 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from symbatcher.checks import expression_params_problem
 from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.queue.jobs import (
@@ -39,6 +48,7 @@ from symbatcher.queue.jobs import (
 )
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
+from symbatcher.scheduler import build_problem
 
 TOKEN_ENV = "SYMBATCHER_API_TOKEN"
 MAX_BODY = 10 * 1024 * 1024
@@ -65,7 +75,19 @@ class JobSettings(BaseModel):
         description="USD per million tokens, [input, output], by model (symai's prices otherwise)",
     )
     bind_as: str | None = Field(default=None, alias="as")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments for the expression: given when each worker builds it "
+        "and with each item's call",
+    )
     error_handling: Literal["continue", "fail_fast"] = "continue"
+
+    @field_validator("params")
+    @classmethod
+    def _usable_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if problem := expression_params_problem(params, info.data.get("bind_as")):
+            raise ValueError(problem)
+        return params
 
 
 class RetryRequest(BaseModel):
@@ -154,9 +176,15 @@ def create_app(
     @app.post("/jobs", status_code=201, dependencies=guard)
     def submit(request: JobRequest) -> dict[str, Any]:
         try:
-            names.get(request.expression)
+            target = names.get(request.expression)
         except UnknownExpressionError as exc:
             raise HTTPException(422, str(exc)) from None
+        if problem := build_problem(target, request.settings.params):
+            raise HTTPException(
+                422,
+                f"{request.expression!r} cannot be built with the params given, as each "
+                f"worker builds it ({problem}); pass them in settings.params",
+            )
         if (request.items is None) == (request.path is None):
             raise HTTPException(422, "give either 'items' or 'path'")
         if request.items is not None and len(request.items) > MAX_ITEMS:
@@ -203,7 +231,7 @@ def create_app(
     def retry_job(job_id: str, request: RetryRequest | None = None) -> dict[str, Any]:
         job = existing(job_id)
         changes = request.settings if request is not None else {}
-        if fixed := sorted(set(changes) & {"as", "bind_as"}):
+        if fixed := sorted(set(changes) & {"as", "bind_as", "params"}):
             raise HTTPException(422, f"{fixed[0]!r} cannot change on retry: items ran with it")
         try:  # the job's settings with the changes, checked as a submission's are
             merged = JobSettings.model_validate({**_submitted(job.settings), **changes})

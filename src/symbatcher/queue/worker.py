@@ -174,11 +174,11 @@ class JobWorker:
             linger=float(settings.get("linger", DEFAULT_LINGER)),
         )
         stream = scheduler._stream(
-            bound_expression(target, settings.get("as")),
+            bound_expression(target, settings.get("as"), settings.get("params")),
             items,
             int(settings.get("workers", 8)),
             int(settings.get("batch_size", 5)),
-            {},
+            dict(settings.get("params") or {}),
             {"replay_restored": False, "total": job.total},
         )
         reason: list[str] = []
