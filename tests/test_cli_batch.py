@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import os
 import socket
 import sqlite3
@@ -432,6 +433,65 @@ def test_params_from_a_config_and_their_problems(
         main([*base, "--param", "style"])
     assert "expected KEY=VALUE, got 'style'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists() and len(engine.calls) == 1
+
+
+def test_a_trial_with_limit_says_what_the_rest_costs_and_the_run_goes_on_from_it(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(30)])
+    rows = data.read_text(encoding="utf-8").splitlines()
+    rows[3], rows[25] = "{broken", "{broken too"  # one in the trial, one after it
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    run += ["--price", "simulated=1000,2000", "--on-bad-line", "skip"]
+    assert main([*run, "--limit", "10"]) == 1  # the bad record in the first 10 failed
+    err = capsys.readouterr().err
+    assert "note: 1 bad record(s) after the first 10, which the whole run meets: " in err
+    assert "line 26: not valid JSON" in err
+    sent = " ".join(engine.calls)
+    assert engine.call_count == 9 and all(f"item-{i}" in sent for i in (0, 1, 2, 4, 5, 6, 7, 8, 9))
+    assert "10 items: 9 succeeded, 1 failed, 0 pending" in err
+    per_item = float(err.split(" an item) and ")[0].rsplit("($", 1)[1])
+    assert per_item > 0 and "20 records of the data not run yet: about $" in err
+    assert "the same command without --limit runs them" in err
+    rows[3] = json.dumps("item-3")  # fixed in place: retry reads it again from the file
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["retry", "run", "--progress", "off"]) == 0
+    assert engine.call_count == 10
+    assert main([*run, "--limit", "15"]) == 0  # the first 10 done: 5 more run
+    assert (
+        engine.call_count == 15 and "15 records of the data not run yet" in capsys.readouterr().err
+    )
+    assert main([*run, "--out", "out.jsonl"]) == 1  # the rest: the second bad record fails
+    assert engine.call_count == 29
+    err = capsys.readouterr().err
+    assert "30 items: 29 succeeded, 1 failed" in err and "not run yet" not in err
+    assert [r["index"] for r in lines(tmp_path / "out.jsonl")] == list(range(30))
+
+
+def test_a_trial_of_a_json_documents_items_goes_on_with_all_of_them(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "doc.json"
+    document.write_text(json.dumps({"batch": {"items": list(range(12))}}), encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"expression: {pipelines}:Echo\nitems: doc.json\nitems_path: batch.items\n",
+        encoding="utf-8",
+    )
+    run = ["run", "--config", str(config), "--progress", "off"]
+    assert main([*run, "--limit", "4"]) == 0
+    err = capsys.readouterr().err
+    assert engine.call_count == 4 and "$" not in err.split("\n", 1)[1]  # a free model
+    told = err.split("8 records of the data not run yet: ", 1)[1]
+    tokens, per_item = (
+        int(figure) for figure in re.findall(r"(\d+) tokens \((\d+) an item", told)[0]
+    )
+    assert per_item > 0 and abs(tokens - 8 * per_item) <= 8  # the rest, at the trial's rate
+    assert main(run) == 0  # not refused as another dataset: the trial was its first items
+    assert engine.call_count == 12
+    assert main([*run, "--limit", "0"]) == 2
+    assert "--limit: Input should be greater than 0" in capsys.readouterr().err
 
 
 def test_usage_errors_name_the_problem(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import shutil
 import sys
@@ -50,6 +51,13 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--run-dir", help="state (default ./symbatcher-run)")
     run.add_argument("--out", help="write the results here at the end (.jsonl or .csv)")
     run.add_argument("--format", choices=("jsonl", "json", "csv"), help="DATA's format")
+    run.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="run only the first N records, to try the expression and see what the whole "
+        "would cost; the same command without it (or with a larger N) goes on from there",
+    )
     run.add_argument("--workers", type=int, help="concurrent items (default 16)")
     run.add_argument("--batch-size", type=int, help="engine calls per batch (default 5)")
     run.add_argument("--max-cost", type=float, help="budget in USD over all runs of this dir")
@@ -459,6 +467,31 @@ def _summary(
     return lines, summary.failed
 
 
+def _projection(run_dir: Path, records: int) -> list[str]:
+    """The data's records not run yet, at the cost and tokens per item of those run."""
+    from symbatcher.store.sqlite import SQLiteStore
+
+    totals = SQLiteStore(run_dir).totals()
+    left = records - totals.finished
+    if left <= 0:
+        return []
+    go_on = "the same command without --limit runs them, keeping these"
+    if not totals.finished:
+        return [f"  {left:,} records of the data not run yet: {go_on}"]
+    tokens = (totals.prompt_tokens + totals.completion_tokens) / totals.finished
+    cost = totals.cost / totals.finished
+    spend = f"about {usd(cost * left)} ({usd(cost)} an item) and " if totals.cost else ""
+    return [
+        f"  {left:,} records of the data not run yet: {spend}{tokens * left:,.0f} tokens "
+        f"({tokens:,.0f} an item) at the rate of the {totals.finished:,} items run; {go_on}"
+    ]
+
+
+def usd(amount: float) -> str:
+    """Dollars to the cent, or to two significant digits under a dollar ($0.00012)."""
+    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.2g}"
+
+
 def _pace(done: int, elapsed: float, left: int) -> str:
     """How fast the run going on finishes items, and how long the rest would take so."""
     if not done or elapsed <= 0:
@@ -481,6 +514,7 @@ def _settings(args: argparse.Namespace) -> Any:
     given = {
         "expression": args.expression,
         "items": args.data,
+        "limit": args.limit,
         "run_dir": args.run_dir,
         "out": args.out,
         "workers": args.workers,
@@ -547,6 +581,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     fmt = format_of(data, args.format)
     count: int | None = None
     dataset: Any = None
+    limit = settings.limit
     if settings.items_path:
         if fmt != "json":
             raise CommandError("items_path needs a JSON file (.json)")
@@ -557,9 +592,21 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         except ValueError as exc:
             raise CommandError(f"{name or data}: not valid JSON ({exc})") from None
         dataset = items_at(document, settings.items_path, name or str(data))
-        count = len(dataset)
+        count = records = len(dataset)
+        if limit is not None and limit < count:
+            # not a list: a list is fingerprinted whole, and the run goes on with all of it
+            dataset, count = iter(dataset[:limit]), limit
     else:
-        count, bad = check(data, fmt, name=name)
+        records, bad = check(data, fmt, name=name)
+        count = records if limit is None else min(records, limit)
+        later = [record for record in bad if record.index is not None and record.index >= count]
+        bad = [record for record in bad if record not in later]
+        if later:
+            print(
+                f"symbatcher: note: {len(later)} bad record(s) after the first {count:,}, "
+                f"which the whole run meets: {later[0].error()}",
+                file=sys.stderr,
+            )
         if bad and settings.on_bad_line == "stop":
             for record in bad[:SHOW_BAD]:
                 print(f"symbatcher: {record.error()}", file=sys.stderr)
@@ -577,6 +624,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         "format": fmt,
         "as": settings.bind_as,
         "params": settings.params,
+        "limit": limit,
         "on_bad_line": settings.on_bad_line,
         "workers": settings.workers,
         "batch_size": settings.batch_size,
@@ -601,7 +649,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         keep()  # a new run: nothing to overwrite, and a crash leaves what retry needs
         data = kept_data
     if dataset is None:
-        dataset = read(data, fmt, on_bad="skip", name=name)
+        dataset = itertools.islice(read(data, fmt, on_bad="skip", name=name), count)
     asked = {**command, "force": args.force}
     hooks = _hooks(run_dir, asked, args.progress, retry_failed=False)
     checkpoint = hooks[0]
@@ -621,7 +669,8 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         out = Path(settings.out)
         rows = _export(run_dir, out, "csv" if settings.out.endswith(".csv") else "jsonl")
         wrote = f"{rows} items -> {out}"
-    return _finish(run_dir, status, stats, wrote)
+    trial = limit is not None and limit < records and status != "budget_reached"
+    return _finish(run_dir, status, stats, wrote, records if trial else None)
 
 
 def _what_changed(run_dir: Path, command: dict[str, Any]) -> str:
@@ -769,7 +818,8 @@ def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) 
     for count, record in enumerate(read(data, command.get("format"), on_bad="skip"), 1):
         if count - 1 in indices:
             found[count - 1] = record
-    if isinstance(total, int) and count != total:
+    limit = command.get("limit")
+    if isinstance(total, int) and (count if limit is None else min(count, limit)) != total:
         raise CommandError(
             f"{data} now has {count} records where the run read {total}; retry finds its "
             f"bad records by position, so fix lines in place without adding or removing "
@@ -845,9 +895,16 @@ def _failed_fast(exc: BaseException, command: dict[str, Any]) -> str:
     return "failed"
 
 
-def _finish(run_dir: Path, status: str, stats: Any = None, wrote: str | None = None) -> int:
+def _finish(
+    run_dir: Path,
+    status: str,
+    stats: Any = None,
+    wrote: str | None = None,
+    records: int | None = None,
+) -> int:
     """The directory's counts (every run of it so far), then what this run did and how
-    fast: the figures a user tunes ``--workers`` and ``--batch-size`` by."""
+    fast: the figures a user tunes ``--workers`` and ``--batch-size`` by; after a trial
+    (``--limit``), what the rest of the data's ``records`` would cost at its rate."""
     lines, failed = _summary(run_dir)
     if stats is not None:
         lines.append(f"  this run: {stats.summary(spend=False).split(': ', 1)[1]}")
@@ -855,6 +912,8 @@ def _finish(run_dir: Path, status: str, stats: Any = None, wrote: str | None = N
             lines.append(f"  stopped: {stats.stop_reason}; run the same command to go on")
     if wrote is not None:
         lines.append(f"  {wrote}")
+    if records is not None:
+        lines.extend(_projection(run_dir, records))
     print(f"{status}: " + "\n".join(lines), file=sys.stderr)
     if status == "budget_reached":
         return EXIT_BUDGET

@@ -105,6 +105,11 @@ class RunConfig(BaseModel):
     items_path: str | None = Field(
         default=None, description="in a JSON file holding an object: the dotted path to the items"
     )
+    limit: PositiveInt | None = Field(
+        default=None,
+        description="run only the first this many records (a trial: without it, or with a "
+        "larger one, the run goes on from there)",
+    )
     bind_as: str | None = Field(
         default=None, alias="as", description="pass each item as this keyword instead of input="
     )

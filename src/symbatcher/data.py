@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -49,6 +49,7 @@ class BadRecord:
     source: str
     line: int
     problem: str
+    index: int | None = None  # its place among the records, where :func:`check` found it
 
     def error(self) -> DataFormatError:
         return DataFormatError(f"{self.source}, line {self.line}: {self.problem}", self.line)
@@ -101,9 +102,9 @@ def check(
     count, bad = 0, []
     with _open(source) as stream:
         for record in _records(stream, kind, name):
-            count += 1
             if isinstance(record, BadRecord):
-                bad.append(record)
+                bad.append(replace(record, index=count))
+            count += 1
     return count, bad
 
 
