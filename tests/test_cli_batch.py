@@ -494,6 +494,27 @@ def test_a_trial_of_a_json_documents_items_goes_on_with_all_of_them(
     assert "--limit: Input should be greater than 0" in capsys.readouterr().err
 
 
+def test_data_with_no_records_runs_nothing_and_leaves_nothing(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "header.csv").write_text("text,label\n", encoding="utf-8")
+    for name in ("empty.jsonl", "header.csv"):
+        assert main(["run", f"{pipelines}:Echo", name, "--run-dir", "new"]) == 0
+        assert f"symbatcher: {name} holds no records; nothing ran" in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b"])
+    assert (
+        main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]) == 0
+    )
+    kept = (tmp_path / "run" / "command.json").read_bytes()
+    assert main(["run", f"{pipelines}:Echo", "empty.jsonl", "--run-dir", "run"]) == 0
+    assert (tmp_path / "run" / "command.json").read_bytes() == kept and engine.call_count == 2
+    capsys.readouterr()
+    assert main(["status", "run"]) == 0
+    assert "2 items: 2 succeeded" in capsys.readouterr().out
+
+
 def test_usage_errors_name_the_problem(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -617,6 +617,10 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
+    if not records:  # a typo'd export, or a day with nothing: say so, leave nothing
+        where = f" at {settings.items_path}" if settings.items_path else ""
+        print(f"symbatcher: {name or data} holds no records{where}; nothing ran", file=sys.stderr)
+        return EXIT_OK
     command = {
         "expression": settings.expression,
         "cwd": str(Path.cwd()),  # where its module imports from, for a retry from elsewhere
