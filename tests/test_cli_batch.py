@@ -515,6 +515,27 @@ def test_data_with_no_records_runs_nothing_and_leaves_nothing(
     assert "2 items: 2 succeeded" in capsys.readouterr().out
 
 
+def test_a_config_beside_its_module_runs_from_another_directory(
+    engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"beside_{next(_names)}"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / f"{name}.py").write_text(PIPELINES, encoding="utf-8")
+    write_jsonl(project / "in.jsonl", ["a", "b"])
+    (project / "run.yaml").write_text(
+        f"expression: {name}:Echo\nitems: in.jsonl\nrun_dir: run\n", encoding="utf-8"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where no such module is
+    path_before = list(sys.path)
+    assert main(["run", "--config", str(project / "run.yaml"), "--progress", "off"]) == 0
+    assert engine.call_count == 2 and sys.path == path_before
+    stored = json.loads((project / "run" / "command.json").read_text(encoding="utf-8"))
+    assert stored["import_dirs"] == [str(elsewhere), str(project)]
+
+
 def test_usage_errors_name_the_problem(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -240,25 +240,27 @@ def server_url(text: str) -> str:
 
 # ---------------------------------------------------------------------- pieces
 def load_expression(
-    spec: str, directory: str | None = None, params: dict[str, Any] | None = None
+    spec: str, directories: list[str] | None = None, params: dict[str, Any] | None = None
 ) -> Any:
     """``MODULE:NAME`` -> the Expression class (or instance) it names; modules in
-    ``directory`` (the current one unless given: ``retry`` gives the one ``run`` ran in)
-    import, as with ``python -m``. A class must be buildable with ``params``."""
+    ``directories`` (the current one unless given: ``retry`` gives those ``run`` had; a run
+    config's own comes after it) import, as with ``python -m``. A class must be buildable
+    with ``params``."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CommandError(f"expected MODULE:NAME for the expression, got {spec!r}")
-    here = directory or str(Path.cwd())
-    added = (directory is not None or "" not in sys.path) and here not in sys.path
-    if added:
-        sys.path.insert(0, here)  # as `python -m` would: modules beside you import
+    if directories is None and "" in sys.path:
+        directories = []  # `python -m symbatcher`: the current directory is there already
+    added = [d for d in dict.fromkeys(directories or [str(Path.cwd())]) if d not in sys.path]
+    sys.path[0:0] = added  # as `python -m` would: modules beside you import
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CommandError(f"cannot import {module_name!r}: {exc}") from exc
     finally:
-        if added and here in sys.path:
-            sys.path.remove(here)
+        for directory in added:
+            if directory in sys.path:
+                sys.path.remove(directory)
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -405,7 +407,9 @@ def _execute(
     from symbatcher.scheduler import BatchScheduler
 
     params = command.get("params") or {}
-    target = load_expression(command["expression"], command.get("cwd"), params)
+    # import_dirs since 0.7.4, cwd since 0.7.3; before, the current directory
+    import_dirs = command.get("import_dirs") or ([command["cwd"]] if "cwd" in command else None)
+    target = load_expression(command["expression"], import_dirs, params)
     expr = bound_expression(target, command.get("as"), params)
     if hooks is None:
         hooks = _hooks(run_dir, command, progress, retry_failed=indexed)
@@ -539,9 +543,20 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings
 
 
+def _import_dirs(args: argparse.Namespace) -> list[str]:
+    """Where ``run`` imports the expression's module from: the current directory, then a
+    run config's (whose ``items`` are relative to it too), so a config beside its
+    pipelines runs from anywhere."""
+    places = [str(Path.cwd())]
+    if args.config:
+        places.append(str(Path(args.config).resolve().parent))
+    return list(dict.fromkeys(places))
+
+
 def run_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    load_expression(settings.expression, params=settings.params)  # fails before data is read
+    # a typo, or a class it cannot build, fails before the data is read
+    load_expression(settings.expression, _import_dirs(args), settings.params)
     with run_engine(settings.engine.model_dump()):  # no engine: no run directory is left
         return _run(args, settings)
 
@@ -623,7 +638,8 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         return EXIT_OK
     command = {
         "expression": settings.expression,
-        "cwd": str(Path.cwd()),  # where its module imports from, for a retry from elsewhere
+        "cwd": str(Path.cwd()),
+        "import_dirs": _import_dirs(args),  # where its module imports from, for a retry
         "data": str(kept_data.resolve()),
         "format": fmt,
         "as": settings.bind_as,
