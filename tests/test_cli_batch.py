@@ -653,7 +653,13 @@ def test_a_budget_stops_the_run_with_its_own_exit_code(
         args = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--workers", "1"]
         assert main([*args, "--max-cost", "0.0003"]) == 4
         assert 0 < priced.call_count < 40
-        assert "pending" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        pending = 40 - priced.call_count  # one call per item, one worker: none in flight
+        assert f"budget_reached: 40 items: {priced.call_count} succeeded, 0 failed, " in err
+        needed = float(err.split(f"{pending} items pending: about $")[1].split(" ")[0])
+        spent = float(err.split("; cost $")[1].split("\n")[0])
+        told = float(err.split("all of it needs --max-cost of about $")[1].split("\n")[0])
+        assert needed > 0 and told == pytest.approx(spent * 40 / priced.call_count, rel=0.1)
         assert main([*args, "--max-cost", "1"]) == 0  # a larger budget finishes the rest
     assert priced.call_count == 40  # nothing paid for twice
 
@@ -919,7 +925,11 @@ def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
         assert main(["status", "run"]) == 0
         out = capsys.readouterr().out
         pace = "  this run: 2 items finished in 10 s (0.2 items/s); the 5 left take about 25 s"
-        assert pace in out
+        assert f"{pace} at that pace" in out  # a free model: no cost to tell
+        with sqlite3.connect(tmp_path / "run" / "state.sqlite") as conn:
+            conn.execute("UPDATE items SET cost = 0.25 WHERE idx IN (0, 1, 2)")
+        assert main(["status", "run"]) == 0
+        assert f"{pace} and about $1.25 ($0.25 an item) at that pace" in capsys.readouterr().out
     finally:
         lock.release()
     (tmp_path / "interrupt").unlink()

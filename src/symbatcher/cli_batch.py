@@ -16,6 +16,7 @@ import argparse
 import importlib
 import itertools
 import json
+import math
 import shutil
 import sys
 import time
@@ -452,7 +453,9 @@ def _summary(
         f"{started}{summary.pending - summary.running} pending; cost ${summary.cost:.4f}"
     ]
     if since is not None:
-        lines.append(_pace(summary.finished_since, time.time() - since, summary.pending))
+        finished = summary.succeeded + summary.failed
+        per_item = summary.cost / finished if finished else 0.0
+        lines.append(_pace(summary.finished_since, time.time() - since, summary.pending, per_item))
     for group in summary.failures[:SHOW_ERROR_TYPES]:
         more = group.count - len(group.indices)
         named = ", ".join(map(str, group.indices)) + (f" and {more:,} more" if more else "")
@@ -471,39 +474,58 @@ def _summary(
     return lines, summary.failed
 
 
-def _projection(run_dir: Path, records: int) -> list[str]:
-    """The data's records not run yet, at the cost and tokens per item of those run."""
+def _projection(run_dir: Path, status: str, records: int | None) -> list[str]:
+    """What the items not run yet would cost, at the rate of those run: after a trial
+    (``--limit``; ``records`` in the data) or when the budget stopped the run (how large
+    a budget would finish it)."""
     from symbatcher.store.sqlite import SQLiteStore
 
-    totals = SQLiteStore(run_dir).totals()
-    left = records - totals.finished
+    store = SQLiteStore(run_dir)
+    totals = store.totals()
+    if status == "budget_reached":
+        total = store.read_meta().get("total")
+        left = (total if isinstance(total, int) else totals.items) - totals.finished
+        if left <= 0 or not totals.finished:
+            return []
+        need = usd(totals.cost * (1 + left / totals.finished))
+        rate = _at_rate(totals, left)
+        return [f"  {left:,} items pending: {rate}; all of it needs --max-cost of about {need}"]
+    left = 0 if records is None else records - totals.finished
     if left <= 0:
         return []
     go_on = "the same command without --limit runs them, keeping these"
     if not totals.finished:
         return [f"  {left:,} records of the data not run yet: {go_on}"]
+    return [f"  {left:,} records of the data not run yet: {_at_rate(totals, left)}; {go_on}"]
+
+
+def _at_rate(totals: Any, left: int) -> str:
     tokens = (totals.prompt_tokens + totals.completion_tokens) / totals.finished
     cost = totals.cost / totals.finished
     spend = f"about {usd(cost * left)} ({usd(cost)} an item) and " if totals.cost else ""
-    return [
-        f"  {left:,} records of the data not run yet: {spend}{tokens * left:,.0f} tokens "
-        f"({tokens:,.0f} an item) at the rate of the {totals.finished:,} items run; {go_on}"
-    ]
+    return (
+        f"{spend}{tokens * left:,.0f} tokens ({tokens:,.0f} an item) at the rate of the "
+        f"{totals.finished:,} items run"
+    )
 
 
 def usd(amount: float) -> str:
-    """Dollars to the cent, or to two significant digits under a dollar ($0.00012)."""
-    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.2g}"
+    """Dollars to the cent, or to two significant digits under a cent ($0.00012)."""
+    if amount <= 0:
+        return "$0.00"
+    return f"${amount:,.{max(2, 1 - math.floor(math.log10(amount)))}f}"
 
 
-def _pace(done: int, elapsed: float, left: int) -> str:
-    """How fast the run going on finishes items, and how long the rest would take so."""
+def _pace(done: int, elapsed: float, left: int, per_item: float = 0.0) -> str:
+    """How fast the run going on finishes items, and how long (and, at ``per_item``
+    dollars, how much) the rest would take so."""
     if not done or elapsed <= 0:
         return f"  this run: no item finished yet, {spoken(elapsed)} in"
     rate = done / elapsed
+    more = f" and about {usd(per_item * left)} ({usd(per_item)} an item)" if per_item else ""
     return (
         f"  this run: {done} items finished in {spoken(elapsed)} ({rate:.1f} items/s); "
-        f"the {left} left take about {spoken(left / rate)} at that pace"
+        f"the {left} left take about {spoken(left / rate)}{more} at that pace"
     )
 
 
@@ -689,8 +711,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         out = Path(settings.out)
         rows = _export(run_dir, out, "csv" if settings.out.endswith(".csv") else "jsonl")
         wrote = f"{rows} items -> {out}"
-    trial = limit is not None and limit < records and status != "budget_reached"
-    return _finish(run_dir, status, stats, wrote, records if trial else None)
+    return _finish(run_dir, status, stats, wrote, records if limit is not None else None)
 
 
 def _what_changed(run_dir: Path, command: dict[str, Any]) -> str:
@@ -932,8 +953,7 @@ def _finish(
             lines.append(f"  stopped: {stats.stop_reason}; run the same command to go on")
     if wrote is not None:
         lines.append(f"  {wrote}")
-    if records is not None:
-        lines.extend(_projection(run_dir, records))
+    lines.extend(_projection(run_dir, status, records))
     print(f"{status}: " + "\n".join(lines), file=sys.stderr)
     if status == "budget_reached":
         return EXIT_BUDGET
