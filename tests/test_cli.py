@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from symbatcher.cli import main
 from symbatcher.testing.server import LocalServer
 
@@ -109,3 +111,18 @@ def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> No
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_version_names_symbatcher_and_the_symai_it_runs_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from importlib.metadata import version
+
+    import symbatcher
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"symbatcher {symbatcher.__version__} (symbolicai ")
+    assert version("symbolicai") in out

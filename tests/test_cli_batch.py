@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import re
 import os
+import re
 import socket
 import sqlite3
 import sys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -35,11 +36,25 @@ SIMULATOR_NOTE = (
 )
 
 
+def _versions() -> str:
+    """symbatcher's version and the symbolicai it runs on (read without importing symai)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from symbatcher import __version__
+
+    try:
+        symai = version("symbolicai")
+    except PackageNotFoundError:
+        symai = "not installed"
+    return f"symbatcher {__version__} (symbolicai {symai}, Python {platform.python_version()})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbatcher",
         description="Run a symbolicai Expression over many inputs, its engine calls batched.",
     )
+    parser.add_argument("--version", action="version", version=_versions())
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
