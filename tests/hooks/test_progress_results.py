@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+import types
 from pathlib import Path
+
+import pytest
 
 from symbatcher import BatchScheduler
 from symbatcher.hooks import Checkpoint, Cost, Progress, ProgressEvent, SaveResults
@@ -39,6 +43,31 @@ def test_progress_bar_shows_done_total_failed_and_cost(engine: SimulatedEngine) 
 def test_no_bar_when_stderr_is_not_a_terminal(engine: SimulatedEngine, capsys: object) -> None:
     BatchScheduler(hooks=[Progress()])(expr=TestExpression, dataset=["a"], num_workers=1)
     assert capsys.readouterr().err == ""  # type: ignore[attr-defined]
+
+
+class ZMQInteractiveShell:  # what IPython's get_ipython() gives in a Jupyter kernel
+    pass
+
+
+def test_a_jupyter_kernel_gets_the_bar_though_its_stderr_is_no_terminal(
+    engine: SimulatedEngine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from symbatcher.hooks.progress import in_notebook
+
+    run = lambda: BatchScheduler(hooks=[Progress()])(  # noqa: E731
+        expr=TestExpression, dataset=["a", "b"], num_workers=1
+    )
+    assert not in_notebook()
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("zmqshell"))
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert not in_notebook()  # ipykernel imported, but not running this code
+    ipython.get_ipython = ZMQInteractiveShell  # type: ignore[attr-defined]
+    assert in_notebook()
+    run()
+    err = capsys.readouterr().err  # no ipywidgets here: tqdm's text bar, redrawn in place
+    assert "items: 100%" in err and "2/2" in err
 
 
 def test_results_jsonl_in_dataset_order_with_raw_answers(

@@ -67,9 +67,10 @@ class Progress(Hook):
         self._started = time.monotonic()
         self._start_done = run.done
         stream = self.file if self.file is not None else sys.stderr
-        show = self.show if self.show is not None else is_terminal(stream)
+        notebook = self.file is None and in_notebook()
+        show = self.show if self.show is not None else notebook or is_terminal(stream)
         if show:
-            self._bar = _bar_class()(
+            self._bar = _bar_class(notebook)(
                 total=run.total,
                 initial=run.done,
                 desc=self.description,
@@ -130,14 +131,34 @@ class Progress(Hook):
         )
 
 
-def _bar_class() -> Any:
-    """tqdm without its monitor thread, which would outlive the run."""
+def _bar_class(notebook: bool = False) -> Any:
+    """tqdm without its monitor thread, which would outlive the run; in a notebook its
+    widget when ipywidgets is there (else the text bar, which Jupyter redraws in place)."""
     from tqdm import tqdm
 
-    class Bar(tqdm):  # type: ignore[misc]
+    base: Any = tqdm
+    if notebook:
+        from tqdm import notebook as widgets
+
+        if widgets.IProgress is not None:
+            base = widgets.tqdm
+
+    class Bar(base):  # type: ignore[misc]
         monitor_interval = 0
 
     return Bar
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (notebook, lab, VS Code, Colab): its stderr is
+    no terminal, yet it shows a bar (tqdm.autonotebook's test, without importing IPython)."""
+    if "ipykernel.zmqshell" not in sys.modules:
+        return False
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+    except Exception:  # an IPython too odd to ask: no bar rather than a failed run
+        return False
+    return shell is not None and "qt" not in type(shell).__name__.lower()
 
 
 def is_terminal(stream: Any) -> bool:
