@@ -16,7 +16,6 @@ import argparse
 import importlib
 import itertools
 import json
-import math
 import shutil
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from symbatcher.dispatch import DEFAULT_LINGER
+from symbatcher.dollars import usd
 from symbatcher.durations import spoken
 from symbatcher.errors import SymbatcherError
 from symbatcher.local import KINDS
@@ -487,7 +487,7 @@ def _projection(run_dir: Path, status: str, records: int | None) -> list[str]:
         left = (total if isinstance(total, int) else totals.items) - totals.finished
         if left <= 0 or not totals.finished:
             return []
-        need = usd(totals.cost * (1 + left / totals.finished))
+        need = usd(totals.cost + totals.cost_per_item * left)
         rate = _at_rate(totals, left)
         return [f"  {left:,} items pending: {rate}; all of it needs --max-cost of about {need}"]
     left = 0 if records is None else records - totals.finished
@@ -500,20 +500,12 @@ def _projection(run_dir: Path, status: str, records: int | None) -> list[str]:
 
 
 def _at_rate(totals: Any, left: int) -> str:
-    tokens = (totals.prompt_tokens + totals.completion_tokens) / totals.finished
-    cost = totals.cost / totals.finished
-    spend = f"about {usd(cost * left)} ({usd(cost)} an item) and " if totals.cost else ""
+    cost, tokens = totals.cost_per_item, totals.tokens_per_item
+    spend = f"about {usd(cost * left)} ({usd(cost)} an item) and " if cost else ""
     return (
         f"{spend}{tokens * left:,.0f} tokens ({tokens:,.0f} an item) at the rate of the "
         f"{totals.finished:,} items run"
     )
-
-
-def usd(amount: float) -> str:
-    """Dollars to the cent, or to two significant digits under a cent ($0.00012)."""
-    if amount <= 0:
-        return "$0.00"
-    return f"${amount:,.{max(2, 1 - math.floor(math.log10(amount)))}f}"
 
 
 def _pace(done: int, elapsed: float, left: int, per_item: float = 0.0) -> str:

@@ -374,9 +374,15 @@ def test_a_job_that_reached_its_budget_is_retried_with_a_larger_one(service: Ser
         job = client.post("/jobs", json=body).json()
         assert list(events(client, job["id"]))[-1] == ("end", {"status": "failed"})
         ended = client.get(f"/jobs/{job['id']}").json()
-        assert ended["error"] == "budget reached; the rest of the items are pending"
         done = ended["progress"]["done"]
         assert 1 <= done < 40
+        told = ended["error"]  # with what the rest costs, and the budget that finishes it
+        assert told.startswith("budget reached; the rest of the items are pending (")
+        assert f"({40 - done:,} of them: about $" in told
+        per_item = float(told.split(" an item")[0].rsplit("at $", 1)[1])
+        need = float(told.split("retry with settings.max_cost of about $")[1].split(" ")[0])
+        assert per_item == pytest.approx(ended["progress"]["cost"] / done, rel=0.05)
+        assert need == pytest.approx(40 * per_item, rel=0.05)
         again = client.post(f"/jobs/{job['id']}/retry")  # the same budget: spent already
         assert again.status_code == 200
         assert list(events(client, job["id"]))[-1] == ("end", {"status": "failed"})

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from symbatcher.dispatch import DEFAULT_LINGER
+from symbatcher.dollars import usd
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 from symbatcher.queue.jobs import Job, JobQueue, JobState
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
@@ -205,7 +206,7 @@ class JobWorker:
         if self._halting:  # given back; if it had just finished, its next claim says so
             return "queued", None, figures
         if stats.status == "budget_reached":
-            return "failed", "budget reached; the rest of the items are pending", figures
+            return "failed", _budget_reached(checkpoint.store, job.total), figures
         if stats.status == "failed" and stats.stop_reason:  # halted (a model with no price)
             failed = f"{stats.failed} item(s) failed, " if stats.failed else ""
             why = f"{stats.stop_reason}; {failed}the items not done are pending"
@@ -304,3 +305,19 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _budget_reached(store: Any, total: int) -> str:
+    """Why the job stopped, and what would finish it: the pending items' cost at the rate
+    of those run, and the budget to retry with."""
+    why = "budget reached; the rest of the items are pending"
+    totals = store.totals()
+    left = total - totals.finished
+    per_item = totals.cost_per_item
+    if left <= 0 or not per_item:
+        return why
+    return (
+        f"{why} ({left:,} of them: about {usd(per_item * left)} more at {usd(per_item)} an "
+        f"item; retry with settings.max_cost of about {usd(totals.cost + per_item * left)} "
+        f"to finish the job)"
+    )

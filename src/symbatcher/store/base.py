@@ -54,6 +54,17 @@ class StoreTotals:
     def finished(self) -> int:
         return self.succeeded + self.failed
 
+    @property
+    def cost_per_item(self) -> float:
+        """What a finished item cost on average: the rate at which to tell what the rest
+        of a run would cost."""
+        return self.cost / self.finished if self.finished else 0.0
+
+    @property
+    def tokens_per_item(self) -> float:
+        finished = self.finished
+        return (self.prompt_tokens + self.completion_tokens) / finished if finished else 0.0
+
 
 class RunStore(ABC):
     """Durable state of one run. Writes from many worker threads; reads by one."""
