@@ -536,6 +536,24 @@ def test_a_config_beside_its_module_runs_from_another_directory(
     assert stored["import_dirs"] == [str(elsewhere), str(project)]
 
 
+def test_rate_limits_from_the_command_line(
+    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from symbatcher.testing import use_engine
+
+    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(24)])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--workers", "8"]
+    with use_engine(SimulatedEngine(latency=(0.005, 0.02))) as engine:
+        assert main([*run, "--max-concurrency", "2", "--rpm", "60000", "--progress", "off"]) == 0
+        assert engine.call_count == 24 and engine.max_concurrency == 2  # 8 workers, 2 at once
+    stored = json.loads((tmp_path / "run" / "command.json").read_text(encoding="utf-8"))
+    assert (stored["engine"]["max_concurrency"], stored["engine"]["rpm"]) == (2, 60000)
+    assert main([*run, "--rpm", "0", "--run-dir", "other"]) == 2
+    assert "--rpm: Input should be greater than 0" in capsys.readouterr().err
+    assert main([*run, "--max-concurrency", "0", "--run-dir", "other"]) == 2
+    assert "--max-concurrency: Input should be greater than 0" in capsys.readouterr().err
+
+
 def test_usage_errors_name_the_problem(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

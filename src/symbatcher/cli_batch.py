@@ -36,7 +36,13 @@ STDIN_COPY = "input.jsonl"
 SHOW_BAD = 20
 SHOW_ERROR_TYPES = 5
 #: the command-line option of a run config key whose option is not its name
-OPTION_OF = {"params": "--param", "prices": "--price"}
+OPTION_OF = {
+    "params": "--param",
+    "prices": "--price",
+    "engine.rpm": "--rpm",
+    "engine.tpm": "--tpm",
+    "engine.max_concurrency": "--max-concurrency",
+}
 
 
 class CommandError(SymbatcherError):
@@ -94,6 +100,9 @@ def add_commands(commands: Any) -> None:
         "http://127.0.0.1:8000, with symai's own engine for it; no symai config needed",
     )
     run.add_argument("--engine-kind", choices=KINDS, help="the server behind --engine-url (vllm)")
+    run.add_argument("--rpm", type=float, help="at most this many requests a minute")
+    run.add_argument("--tpm", type=float, help="at most this many tokens a minute")
+    run.add_argument("--max-concurrency", type=int, help="at most this many calls at once")
     run.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     run.add_argument(
         "--progress",
@@ -200,7 +209,8 @@ def positive(text: str) -> int:
 
 def option_of(key: str) -> str:
     """The command-line option of a run config key (``engine.url`` -> ``--engine-url``)."""
-    return OPTION_OF.get(key.split(".")[0]) or "--" + key.replace("_", "-").replace(".", "-")
+    named = OPTION_OF.get(key) or OPTION_OF.get(key.split(".")[0])
+    return named or "--" + key.replace("_", "-").replace(".", "-")
 
 
 def expression_param(text: str) -> tuple[str, Any]:
@@ -546,7 +556,14 @@ def _settings(args: argparse.Namespace) -> Any:
     merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
     merged["prices"] = {**merged["prices"], **dict(args.price or [])}
     merged["params"] = {**merged["params"], **dict(args.param or [])}
-    engine = {"url": args.engine_url, "kind": args.engine_kind, "timeout": args.engine_timeout}
+    engine = {
+        "url": args.engine_url,
+        "kind": args.engine_kind,
+        "timeout": args.engine_timeout,
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "max_concurrency": args.max_concurrency,
+    }
     merged["engine"] = {**merged["engine"], **{k: v for k, v in engine.items() if v is not None}}
     try:
         settings = RunConfig.model_validate(merged)
