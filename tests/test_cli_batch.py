@@ -454,6 +454,8 @@ def test_a_trial_with_limit_says_what_the_rest_costs_and_the_run_goes_on_from_it
     per_item = float(err.split(" an item) and ")[0].rsplit("($", 1)[1])
     assert per_item > 0 and "20 records of the data not run yet: about $" in err
     assert "the same command without --limit runs them" in err
+    assert main(["status", "run"]) == 0  # status says it was a trial, too
+    assert "\n  20 records of the data not run yet: about $" in capsys.readouterr().out
     rows[3] = json.dumps("item-3")  # fixed in place: retry reads it again from the file
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     assert main(["retry", "run", "--progress", "off"]) == 0

@@ -676,6 +676,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         "as": settings.bind_as,
         "params": settings.params,
         "limit": limit,
+        "records": records,  # in the data: what a trial (limit) leaves, for status
         "on_bad_line": settings.on_bad_line,
         "workers": settings.workers,
         "batch_size": settings.batch_size,
@@ -894,6 +895,12 @@ def status_command(args: argparse.Namespace) -> int:
     holder = lock.holder()
     since = lock.running_since() if holder is not None else None
     lines, _ = _summary(run_dir, live=holder is not None, since=since)
+    try:
+        command = _stored_command(run_dir)
+    except (CommandError, OSError, ValueError):
+        command = {}  # a run of the Python API: no command, no trial
+    if command.get("limit") is not None and isinstance(command.get("records"), int):
+        lines.extend(_projection(run_dir, "", command["records"]))
     if holder is not None:
         print(f"{run_dir}: running now, by {holder}")
     print(f"{run_dir}: " + "\n".join(lines))
