@@ -322,6 +322,7 @@ class Run:
             idle=idle,
             replay_restored=args.pop("replay_restored", True),
             expression_fingerprint=args.pop("expression_fingerprint", ""),
+            expression_settings=args.pop("expression_settings", None),
             model=args.pop("model", None),
             items_per_job=args.pop("items_per_job", None),
             indexed=self._indexed,

@@ -201,7 +201,11 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         _refuse_tables(dataset)
         make, setup = _expression_factory(expr, kwargs)
         chain = HookChain([*self._http_hooks(), *self._sb_hooks])
-        context = {**run_context, "expression_fingerprint": expression_fingerprint(expr, kwargs)}
+        context = {
+            **run_context,
+            "expression_fingerprint": expression_fingerprint(expr, kwargs),
+            "expression_settings": expression_settings(expr),
+        }
         run = Run(
             make,
             dataset,
@@ -321,6 +325,16 @@ def expression_fingerprint(expr: Any, kwargs: dict[str, Any]) -> str:
     cls = expr if isinstance(expr, type) else type(expr)
     name = f"{cls.__module__}.{cls.__qualname__}"
     return f"{name}:{fingerprint(dumps(kwargs))}"
+
+
+def expression_settings(expr: Any) -> dict[str, Any] | None:
+    """An instance's plain public attributes (text, numbers, flags): how it was configured,
+    which its class and the run's kwargs do not show. None for a class (its kwargs do)."""
+    if isinstance(expr, type):
+        return None
+    plain = (str, int, float, bool, type(None))
+    attributes = getattr(expr, "__dict__", {})
+    return {k: v for k, v in sorted(attributes.items()) if k[0] != "_" and isinstance(v, plain)}
 
 
 def _detach_nested(root: Any) -> Callable[[], None]:

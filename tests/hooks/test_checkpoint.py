@@ -117,6 +117,37 @@ def test_another_dataset_or_expression_is_refused_unless_forced(
     assert again.stats.restored == 5 and engine.call_count == 6  # type: ignore[attr-defined]
 
 
+class Styled(TestExpression):
+    def __init__(self, style: str = "short", **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.style = style
+        self.seen: list[str] = []  # state the instance keeps: not its configuration
+        self.calls = 0  # nor a counter, unless it differs when the run starts
+
+
+def test_an_instance_configured_otherwise_is_warned_of_on_resume(
+    tmp_path: Path, engine: SimulatedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = [f"item{i}" for i in range(4)]
+
+    def resume(expr: object, **checkpoint: bool) -> None:
+        BatchScheduler(hooks=[Checkpoint(tmp_path / "run", **checkpoint)])(
+            expr=expr, dataset=data, num_workers=2
+        )
+
+    resume(Styled("short"))
+    resume(Styled("short"))  # the same configuration: nothing to say
+    assert "configured otherwise" not in caplog.text
+    resume(Styled("long"))  # finished items keep what they had: said, not refused
+    warned = [r.getMessage() for r in caplog.records if "configured otherwise" in r.getMessage()]
+    assert len(warned) == 1 and "(style 'short', now 'long')" in warned[0]
+    assert str(tmp_path / "run") in warned[0] and engine.call_count == 4
+    caplog.clear()
+    resume(Styled("long"), force=True)  # forced on: from now on it is the run's
+    resume(Styled("long"))
+    assert "configured otherwise" not in caplog.text
+
+
 def test_a_changed_generator_is_caught_at_the_first_changed_item(
     tmp_path: Path, engine: SimulatedEngine
 ) -> None:

@@ -121,8 +121,10 @@ class RunContext:
         replay_restored: bool = True,
         indexed: bool = False,
         engines: dict[str, Any] | None = None,
+        expression_settings: dict[str, Any] | None = None,
     ) -> None:
         self.expression_fingerprint = expression_fingerprint
+        self.expression_settings = expression_settings  # an instance's plain attributes
         self.dataset = dataset
         self.total = total
         self.num_workers = num_workers

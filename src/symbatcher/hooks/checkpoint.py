@@ -11,6 +11,7 @@ be the ones it started with, unless ``force=True``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ from symbatcher.results import ItemError, ItemPending
 from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunStore
 from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
 from symbatcher.store.sqlite import SQLiteStore, Synchronous
+
+logger = logging.getLogger("symbatcher")
 
 #: how a refusal says to go on anyway, from Python and from the command line
 FORCE = "force=True; --force on the command line"
@@ -131,15 +134,20 @@ class Checkpoint(Hook):
         if meta:
             self._check_same(meta, run, dataset_fp)
             self._verified = dataset_fp is not None and meta.get("dataset") == dataset_fp
+            if not self.force:
+                self._warn_if_configured_otherwise(meta.get("expression_settings"), run)
             if self.force:  # forced on: from now on the run is of this expression and data
                 meta["expression"] = run.expression_fingerprint
                 if dataset_fp is not None:
                     meta["dataset"] = dataset_fp
+            if self.force or "expression_settings" not in meta:
+                meta["expression_settings"] = run.expression_settings
         else:
             meta = {
                 "run_id": uuid.uuid4().hex,
                 "created_at": _now(),
                 "expression": run.expression_fingerprint,
+                "expression_settings": run.expression_settings,
                 "dataset": dataset_fp,
                 "total": run.total,
                 "model": run.model,
@@ -183,6 +191,27 @@ class Checkpoint(Hook):
             raise RunMismatchError(
                 f"the run in {where} was started with another dataset (its items differ); "
                 f"use a new run directory, or force it ({FORCE}) to go on"
+            )
+
+    def _warn_if_configured_otherwise(self, stored: Any, run: RunContext) -> None:
+        """An instance configured otherwise than the one the run started with (the kwargs
+        would be refused): warned, not refused, since an attribute may be a counter or
+        other state the instance changes itself."""
+        now = run.expression_settings
+        if not isinstance(stored, dict) or now is None:
+            return
+        changed = [
+            f"{key} {stored.get(key)!r}, now {now.get(key)!r}"
+            for key in sorted(set(stored) | set(now))
+            if stored.get(key) != now.get(key)
+        ]
+        if changed:
+            logger.warning(
+                "symbatcher: resuming the run in %s with an expression instance configured "
+                "otherwise (%s); the items it finished keep the results they had. Use a new "
+                "run directory to run them all with this configuration",
+                self.store.location,
+                "; ".join(changed),
             )
 
     def restore(self, item: ItemContext) -> Restored | None:
