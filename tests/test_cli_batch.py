@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import json
@@ -186,22 +187,22 @@ def test_csv_items_bound_by_name(pipelines: str, engine: SimulatedEngine, tmp_pa
     args = [f"{pipelines}:Named", "in.csv", "--run-dir", "run", "--as", "review"]
     code = main(["run", *args, "--out", "out.csv"])
     assert code == 0
-    text = (tmp_path / "out.csv").read_text(encoding="utf-8")
-    assert "great" in text and "awful" in text
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["input.text"], r["input.stars"]) for r in rows] == [("great", "5"), ("awful", "1")]
 
 
 def test_csv_export_writes_text_as_text_and_other_values_as_json(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import csv
-
     data = write_jsonl(tmp_path / "in.jsonl", ["plain, text", {"k": [1, 2]}, 7])
     args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
     assert main(["run", *args, "--out", "out.csv"]) == 0
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["input"] for r in rows] == ["plain, text", '{"k": [1, 2]}', "7"]
-    assert all(r["status"] == "succeeded" and r["error"] == "" for r in rows)
+    assert [r["input"] for r in rows] == ["plain, text", "", "7"]
+    assert [r["input.k"] for r in rows] == ["", "[1, 2]", ""]  # a dict: a column per key
+    assert all(r["status"] == "succeeded" and r["error_type"] == "" for r in rows)
     err = capsys.readouterr().err
     assert "  this run: 3 items (3 ok, 0 failed) in " in err  # how fast, beside the counts
     assert "3 items -> out.csv" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,19 +47,11 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
                 out.write(json.dumps(result_row(record), ensure_ascii=False) + "\n")
                 count += 1
         elif fmt == "csv":
-            writer: Any = None
+            table = _Table.of(store)
+            writer = csv.writer(out)
+            writer.writerow(table.header())
             for record in paged(store, ()):
-                row = result_row(record)
-                flat = {
-                    **row,
-                    "input": _text(row["input"]),
-                    "output": "" if row["output"] is None else _text(row["output"]),
-                    "error": "" if row["error"] is None else json.dumps(row["error"]),
-                }
-                if writer is None:
-                    writer = csv.DictWriter(out, fieldnames=list(flat))
-                    writer.writeheader()
-                writer.writerow(flat)
+                writer.writerow(table.row(result_row(record)))
                 count += 1
         else:
             raise ValueError(f"export format must be 'jsonl' or 'csv', got {fmt!r}")
@@ -66,6 +59,75 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
         os.fsync(out.fileno())
     os.replace(partial, target)
     return count
+
+
+#: more keys than this across a run's dict inputs (or outputs) stay one JSON cell each
+MAX_SPREAD = 50
+
+
+@dataclass
+class _Table:
+    """A CSV's columns for a run: a dict input or output spread over a column per key
+    (``input.text``, ``output.score``), as the spreadsheet it came from had them; other
+    values in one ``input`` / ``output`` column; the error as its type and message."""
+
+    input_keys: list[str]
+    output_keys: list[str]
+    plain_input: bool
+    plain_output: bool
+
+    @classmethod
+    def of(cls, store: RunStore) -> _Table:
+        """One pass over the run for the keys (a table's header comes first)."""
+        keys: tuple[dict[str, None], dict[str, None]] = ({}, {})
+        plain = [False, False]
+        for record in paged(store, ()):
+            values = [loads(record.input)]
+            if record.status == SUCCEEDED:
+                values.append(loads(record.result))
+            for side, value in enumerate(values):
+                if isinstance(value, dict) and len(keys[side]) <= MAX_SPREAD:
+                    keys[side].update(dict.fromkeys(map(str, value)))
+                else:
+                    plain[side] = True
+        spread = [list(k) if len(k) <= MAX_SPREAD else [] for k in keys]
+        return cls(spread[0], spread[1], plain[0] or not spread[0], plain[1] or not spread[1])
+
+    def header(self) -> list[str]:
+        return [
+            "index",
+            "status",
+            *(["input"] if self.plain_input else []),
+            *(f"input.{key}" for key in self.input_keys),
+            *(["output"] if self.plain_output else []),
+            *(f"output.{key}" for key in self.output_keys),
+            "error_type",
+            "error_message",
+            *TOTALS,
+        ]
+
+    def row(self, row: dict[str, Any]) -> list[Any]:
+        error = row["error"] or {}
+        return [
+            row["index"],
+            row["status"],
+            *_cells(row["input"], self.input_keys, self.plain_input),
+            *_cells(row["output"], self.output_keys, self.plain_output),
+            error.get("type") or "",
+            error.get("message") or "",
+            *(row[name] for name in TOTALS),
+        ]
+
+
+TOTALS = ("tokens", "prompt_tokens", "completion_tokens", "cost")
+
+
+def _cells(value: Any, keys: list[str], plain: bool) -> list[str]:
+    """``value`` in the plain column and/or one column per key (whichever it fits)."""
+    spread = isinstance(value, dict) and bool(keys)
+    cells = ["" if value is None or spread else _text(value)] if plain else []
+    by_key = {str(k): v for k, v in value.items()} if spread else {}
+    return cells + ["" if by_key.get(key) is None else _text(by_key[key]) for key in keys]
 
 
 def _text(value: Any) -> str:
