@@ -208,6 +208,22 @@ def test_csv_export_writes_text_as_text_and_other_values_as_json(
     assert "3 items -> out.csv" in err
 
 
+def test_results_to_stdout_for_a_pipe(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main([*run, "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]  # nothing but the rows
+    assert [(r["index"], r["input"]) for r in rows] == [(0, "a"), (1, "b"), (2, "c")]
+    assert "3 items -> stdout" in err and not (tmp_path / "-").exists()
+    assert main(["export", "run", "--format", "csv", "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    table = list(csv.DictReader(out.splitlines()))
+    assert [r["input"] for r in table] == ["a", "b", "c"] and "3 items -> stdout" in err
+
+
 def test_stdin(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

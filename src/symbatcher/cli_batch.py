@@ -56,7 +56,9 @@ def add_commands(commands: Any) -> None:
     run.add_argument("data", nargs="?", help="a .jsonl, .json (array) or .csv file, or -")
     run.add_argument("--config", help="a run config file (YAML or JSON); options here win")
     run.add_argument("--run-dir", help="state (default ./symbatcher-run)")
-    run.add_argument("--out", help="write the results here at the end (.jsonl or .csv)")
+    run.add_argument(
+        "--out", help="write the results here at the end (.jsonl or .csv; - for stdout)"
+    )
     run.add_argument("--format", choices=("jsonl", "json", "csv"), help="DATA's format")
     run.add_argument(
         "--limit",
@@ -129,7 +131,7 @@ def add_commands(commands: Any) -> None:
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
     export.add_argument("run_dir")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--out", help="default: RUN_DIR/results.<format>")
+    export.add_argument("--out", help="default: RUN_DIR/results.<format>; - for stdout")
 
     commands.add_parser("config-schema", help="print the run config's JSON schema")
 
@@ -720,7 +722,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
     if settings.out:
         out = Path(settings.out)
         rows = _export(run_dir, out, "csv" if settings.out.endswith(".csv") else "jsonl")
-        wrote = f"{rows} items -> {out}"
+        wrote = f"{rows} items -> {'stdout' if settings.out == '-' else out}"
     return _finish(run_dir, status, stats, wrote, records if limit is not None else None)
 
 
@@ -911,18 +913,23 @@ def export_command(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / f"results.{args.format}"
     rows = _export(run_dir, out, args.format)
-    print(f"{rows} items -> {out}")
+    print(f"{rows} items -> {'stdout' if args.out == '-' else out}", file=sys.stderr)
     return EXIT_OK
 
 
 # ------------------------------------------------------------------- plumbing
 def _export(run_dir: Path, out: Path, fmt: str) -> int:
-    from symbatcher.store.export import export_results
+    """The run's results to ``out``, or to standard output for ``-`` (for a pipe)."""
+    from symbatcher.store.export import export_results, write_results
     from symbatcher.store.sqlite import SQLiteStore
 
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         raise CommandError(f"no run state in {run_dir}")
+    if str(out) == "-":
+        count = write_results(store, sys.stdout, fmt)  # type: ignore[arg-type]
+        sys.stdout.flush()
+        return count
     return export_results(store, out, fmt)  # type: ignore[arg-type]
 
 

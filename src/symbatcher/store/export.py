@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from symbatcher.store.base import SUCCEEDED, ItemRecord, RunStore
 from symbatcher.store.codec import loads
@@ -40,24 +40,30 @@ def export_results(store: RunStore, path: str | Path, fmt: ExportFormat = "jsonl
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    count = 0
     with partial.open("w", encoding="utf-8", newline="") as out:
-        if fmt == "jsonl":
-            for record in paged(store, ()):
-                out.write(json.dumps(result_row(record), ensure_ascii=False) + "\n")
-                count += 1
-        elif fmt == "csv":
-            table = _Table.of(store)
-            writer = csv.writer(out)
-            writer.writerow(table.header())
-            for record in paged(store, ()):
-                writer.writerow(table.row(result_row(record)))
-                count += 1
-        else:
-            raise ValueError(f"export format must be 'jsonl' or 'csv', got {fmt!r}")
+        count = write_results(store, out, fmt)
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, target)
+    return count
+
+
+def write_results(store: RunStore, out: TextIO, fmt: ExportFormat = "jsonl") -> int:
+    """Every recorded item to an open stream (standard output, say); the rows written."""
+    count = 0
+    if fmt == "jsonl":
+        for record in paged(store, ()):
+            out.write(json.dumps(result_row(record), ensure_ascii=False) + "\n")
+            count += 1
+    elif fmt == "csv":
+        table = _Table.of(store)
+        writer = csv.writer(out)
+        writer.writerow(table.header())
+        for record in paged(store, ()):
+            writer.writerow(table.row(result_row(record)))
+            count += 1
+    else:
+        raise ValueError(f"export format must be 'jsonl' or 'csv', got {fmt!r}")
     return count
 
 
