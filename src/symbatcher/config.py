@@ -91,7 +91,19 @@ class EngineSettings(BaseModel):
         return self
 
 
-class RunConfig(BaseModel):
+class WithParams(BaseModel):
+    """A model whose ``params`` (an expression's keyword arguments) are checked against its
+    ``bind_as``: the run config, and the service's job settings."""
+
+    @field_validator("params", check_fields=False)
+    @classmethod
+    def _usable_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if problem := expression_params_problem(params, info.data.get("bind_as")):
+            raise ValueError(problem)
+        return params
+
+
+class RunConfig(WithParams):
     """One batch: what to run, over which items, and how."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -133,13 +145,6 @@ class RunConfig(BaseModel):
     run_dir: str | None = None
     out: str | None = None
     engine: EngineSettings = Field(default_factory=lambda: EngineSettings())
-
-    @field_validator("params")
-    @classmethod
-    def _usable_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if problem := expression_params_problem(params, info.data.get("bind_as")):
-            raise ValueError(problem)
-        return params
 
 
 def load_config(path: str | Path) -> RunConfig:

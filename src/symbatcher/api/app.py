@@ -31,11 +31,9 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
 
-from symbatcher.checks import expression_params_problem
+from symbatcher.config import WithParams
 from symbatcher.data import DataFormatError
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.queue.jobs import (
@@ -55,7 +53,7 @@ MAX_BODY = 10 * 1024 * 1024
 MAX_ITEMS = 1_000_000
 
 
-class JobSettings(BaseModel):
+class JobSettings(WithParams):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     workers: int = Field(default=8, ge=1, le=1024)
@@ -81,13 +79,6 @@ class JobSettings(BaseModel):
         "and with each item's call",
     )
     error_handling: Literal["continue", "fail_fast"] = "continue"
-
-    @field_validator("params")
-    @classmethod
-    def _usable_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if problem := expression_params_problem(params, info.data.get("bind_as")):
-            raise ValueError(problem)
-        return params
 
 
 class RetryRequest(BaseModel):
