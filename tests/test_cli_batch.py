@@ -741,6 +741,38 @@ def test_retry_sends_to_the_server_its_run_config_named(
     assert engine.call_count == 0
 
 
+def test_retry_options_change_this_retry_only(
+    pipelines: str,
+    engine: SimulatedEngine,
+    local_server: LocalServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c", "d"])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--retries", "1"]
+    local_server.configure(error_rate=1.0)  # the server the run had fails everything
+    assert main([*run, "--engine-url", local_server.url, "--progress", "off"]) == 1
+    kept = (tmp_path / "run" / "command.json").read_bytes()
+    with LocalServer() as moved:  # the same model served elsewhere
+        retry = ["retry", "run", "--progress", "off", "--engine-url", moved.url]
+        assert main([*retry, "--engine-timeout", "5"]) == 0
+        assert moved.stats()["ok"] == 4
+    assert (tmp_path / "run" / "command.json").read_bytes() == kept  # for this retry only
+    assert engine.call_count == 0
+    capsys.readouterr()
+    other = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "plain", "--retries", "1"]
+    (tmp_path / "blocked").touch()
+    assert main([*other, "--workers", "4", "--progress", "off"]) == 1
+    assert main(["retry", "plain", "--engine-timeout", "5"]) == 2  # symai's engine: no url
+    assert "--engine-timeout is for a server at --engine-url" in capsys.readouterr().err
+    (tmp_path / "blocked").unlink()
+    from symbatcher.testing import use_engine
+
+    with use_engine(SimulatedEngine(latency=0.02)) as slow:
+        assert main(["retry", "plain", "--workers", "1", "--progress", "off"]) == 0
+        assert slow.call_count == 4 and slow.max_concurrency == 1  # the run had 4 workers
+
+
 def test_a_server_that_does_not_answer_is_named_before_anything_runs(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -127,6 +127,19 @@ def add_commands(commands: Any) -> None:
     retry.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto", help=PROGRESS_HELP
     )
+    # for this retry only, over what the run had (command.json)
+    retry.add_argument("--workers", type=positive, help="concurrent items (default: the run's)")
+    retry.add_argument(
+        "--max-cost",
+        type=positive_number("USD"),
+        help="budget in USD over all runs of the dir (default: the run's)",
+    )
+    retry.add_argument(
+        "--engine-url",
+        type=server_url,
+        help="send the calls to this server instead (a server that moved, say)",
+    )
+    retry.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
 
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
     export.add_argument("run_dir")
@@ -823,7 +836,7 @@ def retry_command(args: argparse.Namespace) -> int:
     from symbatcher.store.sqlite import SQLiteStore
 
     run_dir = Path(args.run_dir)
-    command = _stored_command(run_dir)
+    command = _retried_with(_stored_command(run_dir), args)
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         raise CommandError(f"no run state in {run_dir}: nothing to retry")
@@ -849,6 +862,23 @@ def retry_command(args: argparse.Namespace) -> int:
         except BaseException as exc:
             status = _failed_fast(exc, command)
         return _finish(run_dir, status, stats)
+
+
+def _retried_with(command: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The run's command with what this retry's options change (not kept: the next retry
+    starts from the run's again)."""
+    changed = {"workers": args.workers, "max_cost": args.max_cost}
+    command = {**command, **{k: v for k, v in changed.items() if v is not None}}
+    engine = {**(command.get("engine") or {})}
+    for key, value in (("url", args.engine_url), ("timeout", args.engine_timeout)):
+        if value is not None:
+            engine[key] = value
+    if engine.get("timeout") is not None and not engine.get("url"):
+        raise CommandError(
+            "--engine-timeout is for a server at --engine-url, and this run had none; "
+            "symai's configured engines take theirs from symai's config"
+        )
+    return {**command, "engine": engine}
 
 
 def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) -> dict[int, Any]:
