@@ -229,6 +229,8 @@ def option_of(key: str) -> str:
 
 
 def expression_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; VALUE as JSON when it is JSON, so ``n=3`` is a number, ``style=short``
+    text, without quoting in the shell."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
