@@ -208,6 +208,23 @@ def test_csv_export_writes_text_as_text_and_other_values_as_json(
     assert "3 items -> out.csv" in err
 
 
+def test_status_of_several_run_directories(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, size in (("runs/a", 2), ("runs/b", 3)):
+        data = write_jsonl(tmp_path / f"{size}.jsonl", list(range(size)))
+        run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", name, "--progress", "off"]
+        assert main(run) == 0
+    (tmp_path / "runs" / "notes.txt").write_text("not a run", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["status", "runs/a", "runs/b", "runs/notes.txt"]) == 2  # as `runs/*` gives
+    out, err = capsys.readouterr()
+    assert "runs/a: 2 items: 2 succeeded" in out and "runs/b: 3 items: 3 succeeded" in out
+    assert err == "symbatcher: no run state in runs/notes.txt\n"
+    assert main(["status", "runs/a", "runs/b", "--json"]) == 2
+    assert "--json takes one run directory" in capsys.readouterr().err
+
+
 def test_results_to_stdout_for_a_pipe(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -117,7 +117,7 @@ def add_commands(commands: Any) -> None:
     )
 
     status = commands.add_parser("status", help="what a run directory holds")
-    status.add_argument("run_dir")
+    status.add_argument("run_dirs", nargs="+", metavar="run_dir", help="one or more")
     status.add_argument("--json", action="store_true", help="the full snapshot as JSON")
 
     retry = commands.add_parser(
@@ -914,15 +914,30 @@ def _reread_bad_records(command: dict[str, Any], indices: set[int], total: Any) 
 
 
 def status_command(args: argparse.Namespace) -> int:
+    """Each directory's status (``symbatcher status runs/*``); one without a run is named
+    on stderr and the rest still shown."""
     from symbatcher.store.snapshot import write_snapshot
     from symbatcher.store.sqlite import SQLiteStore
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "state.sqlite").is_file():
-        raise CommandError(f"no run state in {run_dir}")
+    run_dirs = [Path(d) for d in args.run_dirs]
     if args.json:  # written as it is read: a run of millions fits
-        write_snapshot(SQLiteStore(run_dir), sys.stdout)
+        if len(run_dirs) > 1:
+            raise CommandError("--json takes one run directory (the snapshot of one run)")
+        if not (run_dirs[0] / "state.sqlite").is_file():
+            raise CommandError(f"no run state in {run_dirs[0]}")
+        write_snapshot(SQLiteStore(run_dirs[0]), sys.stdout)
         return EXIT_OK
+    missing = [d for d in run_dirs if not (d / "state.sqlite").is_file()]
+    for number, run_dir in enumerate(d for d in run_dirs if d not in missing):
+        if number:
+            print()
+        _status(run_dir)
+    for run_dir in missing:
+        print(f"symbatcher: no run state in {run_dir}", file=sys.stderr)
+    return EXIT_USAGE if missing else EXIT_OK
+
+
+def _status(run_dir: Path) -> None:
     from symbatcher.store.lock import RunLock
 
     lock = RunLock(run_dir)
@@ -938,7 +953,6 @@ def status_command(args: argparse.Namespace) -> int:
     if holder is not None:
         print(f"{run_dir}: running now, by {holder}")
     print(f"{run_dir}: " + "\n".join(lines))
-    return EXIT_OK
 
 
 def export_command(args: argparse.Namespace) -> int:
