@@ -663,7 +663,7 @@ def _run_in(args: argparse.Namespace, settings: Any, run_dir: Path, spool: list[
         records, bad = check(data, fmt, name=name)
         count = records if limit is None else min(records, limit)
         later = [record for record in bad if record.index is not None and record.index >= count]
-        bad = [record for record in bad if record not in later]
+        bad = bad[: len(bad) - len(later)]  # check() lists them in order: the trial's first
         if later:
             print(
                 f"symbatcher: note: {len(later)} bad record(s) after the first {count:,}, "
