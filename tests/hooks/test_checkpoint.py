@@ -148,6 +148,21 @@ def test_an_instance_configured_otherwise_is_warned_of_on_resume(
     assert "configured otherwise" not in caplog.text
 
 
+def test_a_list_grown_after_a_trial_on_its_first_items_goes_on(
+    tmp_path: Path, engine: SimulatedEngine
+) -> None:
+    data = [f"item{i}" for i in range(10)]
+    _run(tmp_path / "run", data[:3])  # a trial
+    grown = _run(tmp_path / "run", data)
+    assert grown.stats.restored == 3 and engine.call_count == 10  # type: ignore[attr-defined]
+    assert all(x in str(r) for r, x in zip(grown, data, strict=True))  # type: ignore[call-overload]
+    again = _run(tmp_path / "run", data)  # now the run's dataset as a whole
+    assert again.stats.restored == 10 and engine.call_count == 10  # type: ignore[attr-defined]
+    with pytest.raises(RunMismatchError, match=r"another dataset \(its item 1 differs\)"):
+        _run(tmp_path / "run", [data[0], "changed", *data[2:], "more"])
+    assert engine.call_count == 10  # refused before any engine call
+
+
 def test_a_changed_generator_is_caught_at_the_first_changed_item(
     tmp_path: Path, engine: SimulatedEngine
 ) -> None:

@@ -25,6 +25,7 @@ from symbatcher.hooks.cost import Cost
 from symbatcher.results import ItemError, ItemPending
 from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunStore
 from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
+from symbatcher.store.pages import paged
 from symbatcher.store.sqlite import SQLiteStore, Synchronous
 
 logger = logging.getLogger("symbatcher")
@@ -132,7 +133,7 @@ class Checkpoint(Hook):
         self.resumed = bool(meta)
         self._verified = False
         if meta:
-            self._check_same(meta, run, dataset_fp)
+            self._check_same(meta, run, dataset_fp)  # may take a grown dataset as the run's
             self._verified = dataset_fp is not None and meta.get("dataset") == dataset_fp
             if not self.force:
                 self._warn_if_configured_otherwise(meta.get("expression_settings"), run)
@@ -188,10 +189,25 @@ class Checkpoint(Hook):
             )
         stored = meta.get("dataset")
         if stored is not None and dataset_fp is not None and stored != dataset_fp:
-            raise RunMismatchError(
-                f"the run in {where} was started with another dataset (its items differ); "
-                f"use a new run directory, or force it ({FORCE}) to go on"
-            )
+            differs = self._first_differing(run.dataset)
+            if differs is not None:
+                raise RunMismatchError(
+                    f"the run in {where} was started with another dataset (its item "
+                    f"{differs} differs); use a new run directory, or force it ({FORCE}) to "
+                    f"go on"
+                )
+            meta["dataset"] = dataset_fp  # grown (or cut) with its items the same: go on
+
+    def _first_differing(self, dataset: Sequence[Any]) -> int | None:
+        """The first item the run recorded that ``dataset`` holds otherwise, or None: a
+        dataset grown after a trial on its first items (``data[:20]``, then ``data``)
+        is the same run, though its fingerprint as a whole is not the same."""
+        for record in paged(self.store, ()):
+            if record.index >= len(dataset):
+                break
+            if fingerprint(dumps(dataset[record.index])) != record.fingerprint:
+                return record.index
+        return None
 
     def _warn_if_configured_otherwise(self, stored: Any, run: RunContext) -> None:
         """An instance configured otherwise than the one the run started with (the kwargs
