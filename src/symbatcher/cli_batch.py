@@ -480,9 +480,8 @@ def _summary(
         f"{started}{summary.pending - summary.running} pending; cost ${summary.cost:.4f}"
     ]
     if since is not None:
-        finished = summary.succeeded + summary.failed
-        per_item = summary.cost / finished if finished else 0.0
-        lines.append(_pace(summary.finished_since, time.time() - since, summary.pending, per_item))
+        elapsed, left = time.time() - since, summary.pending
+        lines.append(_pace(summary.finished_since, elapsed, left, summary.cost_per_item))
     for group in summary.failures[:SHOW_ERROR_TYPES]:
         more = group.count - len(group.indices)
         named = ", ".join(map(str, group.indices)) + (f" and {more:,} more" if more else "")

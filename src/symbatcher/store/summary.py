@@ -39,6 +39,7 @@ class RunSummary:
     failures: list[FailureGroup]  # largest group first
     running: int = 0  # of the pending, those started: in flight, or cut short by a stop
     finished_since: int = 0  # of the finished, those that ended at or after ``since``
+    cost_per_item: float = 0.0  # of the finished: the rate at which the rest would cost
 
 
 def summarize(store: RunStore, since: float | None = None) -> RunSummary:
@@ -63,6 +64,7 @@ def summarize(store: RunStore, since: float | None = None) -> RunSummary:
         failures=sorted(groups.values(), key=lambda g: (-g.count, g.indices[0])),
         running=totals.running,
         finished_since=totals.finished_since,
+        cost_per_item=totals.cost_per_item,
     )
 
 
