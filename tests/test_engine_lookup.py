@@ -1,9 +1,10 @@
 """The run-scoped lookup of symai's DynamicEngine block (symbatcher.engine_lookup).
 
-What must hold: on any stack it answers what symai's own method answers (the same object),
-including for values built to fool a quick test; it replaces only symai's own method and
-only while a run is active; and the original is back after the run, also after an
-exception, leaving a replacement someone else made alone.
+What must hold: on any stack the fast walk answers what symai's own method answers (the
+same object), including for values built to fool a quick test; it replaces only symai's
+own walk and only while a run that wants it is active; a block's engine is routed into the
+run (``test_dynamic_engines.py`` runs symai's own DynamicEngine); and the original is back
+after the run, also after an exception.
 """
 
 from __future__ import annotations
@@ -149,18 +150,20 @@ def test_the_walk_leaves_no_reference_cycle() -> None:
     assert left_in_cycles(run) < 10
 
 
-def test_only_symais_own_method_is_replaced() -> None:
+def test_the_fast_walk_replaces_only_symais_own_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lookup._source_hash(ORIGINAL) in lookup.KNOWN_SOURCES, (
         "the installed symai's get_dynamic_engine_instance is not the one the fast walk "
         "mirrors: compare it with engine_lookup.fast_lookup and add its hash if they agree"
     )
-    assert callable(lookup._make(ORIGINAL))
+    asked: list[Any] = []
 
     def someone_elses(self: Any) -> None:
-        return None
+        asked.append(self)
 
-    assert lookup._make(someone_elses) is lookup.UNCHANGED
-    assert lookup._make(len) is lookup.UNCHANGED  # no Python source at all
+    monkeypatch.setattr(lookup._Fast, "runs", 1)  # as while a run that wants it is active
+    assert lookup._make(someone_elses)(REPO) is None
+    assert asked == [REPO]  # their method answered, not a walk of ours
+    assert lookup._source_hash(len) is None  # no Python source at all: never "symai's"
 
 
 # ---------------------------------------------------------------- full runs
@@ -168,9 +171,11 @@ class Looks(Expression):  # type: ignore[misc]
     """Records the lookup method its query meets, then queries."""
 
     seen: ClassVar[list[Any]] = []
+    fast: ClassVar[list[int]] = []  # how many runs wanted the fast walk, at each query
 
     def forward(self, input: Any, **kwargs: Any) -> Any:
         Looks.seen.append(EngineRepository.get_dynamic_engine_instance)
+        Looks.fast.append(lookup._Fast.runs)
         if input == "boom":
             raise ValueError("boom")
         return Symbol(input).query("Echo")
@@ -192,11 +197,12 @@ def engine() -> Any:
 
 
 def test_a_run_uses_the_fast_walk_and_puts_symais_back(engine: Any) -> None:
-    Looks.seen = []
+    Looks.seen, Looks.fast = [], []
     BatchScheduler()(expr=Looks, dataset=["a", "b", "c"], num_workers=2)
     assert all(getattr(m, "__wrapped__", None) is ORIGINAL for m in Looks.seen)
-    assert len(Looks.seen) == 3
+    assert len(Looks.seen) == 3 and Looks.fast == [1, 1, 1]
     assert EngineRepository.get_dynamic_engine_instance is ORIGINAL
+    assert lookup._Fast.runs == 0
 
 
 def test_symais_method_is_back_after_a_failed_run(engine: Any) -> None:
@@ -217,11 +223,15 @@ def test_it_can_be_turned_off(engine: Any, how: str, monkeypatch: pytest.MonkeyP
     else:
         monkeypatch.setenv(lookup.ENV_NAME, "0")
         scheduler = BatchScheduler()
+    Looks.fast = []
     scheduler(expr=Looks, dataset=["a", "b"], num_workers=2)
-    assert Looks.seen == [ORIGINAL, ORIGINAL]
+    # still routed (a DynamicEngine block's calls are the item's), with symai's own walk
+    assert all(getattr(m, "__wrapped__", None) is ORIGINAL for m in Looks.seen)
+    assert Looks.fast == [0, 0]
+    assert EngineRepository.get_dynamic_engine_instance is ORIGINAL
 
 
-def test_a_replacement_made_before_the_run_is_left_alone(
+def test_a_replacement_made_before_the_run_is_routed_and_put_back(
     engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def theirs(self: Any) -> Any:
@@ -230,7 +240,7 @@ def test_a_replacement_made_before_the_run_is_left_alone(
     monkeypatch.setattr(EngineRepository, "get_dynamic_engine_instance", theirs)
     Looks.seen = []
     BatchScheduler()(expr=Looks, dataset=["a", "b"], num_workers=2)
-    assert Looks.seen == [theirs, theirs]
+    assert [getattr(m, "__wrapped__", None) for m in Looks.seen] == [theirs, theirs]
     assert EngineRepository.get_dynamic_engine_instance is theirs
 
 
@@ -243,4 +253,5 @@ def test_a_block_found_by_the_walk_routes_as_in_symai(engine: Any, fast: bool) -
     )
     assert results.stats.failed == 0
     assert other.call_count == 20 and engine.call_count == 0
+    assert results.stats.engine_calls == 20  # the run's calls, though not its bound engine's
     assert all(item in str(result) for item, result in zip(items, results, strict=True))

@@ -53,14 +53,14 @@ class RunRoute:
         self.hooks = hooks if hooks is not None and hooks.wraps_calls else None
 
     def submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
-        hooks = self.hooks
+        hooks, lane = self.hooks, binding.lane
         if hooks is None:
-            return self.dispatcher.submit(name, binding.executor, argument)
+            return self.dispatcher.submit(lane, binding.executor, argument)
         answer: Answer = hooks.run_call(
             name,
             binding.engine,
             argument,
-            lambda: self.dispatcher.submit(name, binding.executor, argument),
+            lambda: self.dispatcher.submit(lane, binding.executor, argument),
         )
         return answer
 
@@ -91,10 +91,13 @@ def routed_to(route: RunRoute, carried: bool = False) -> Iterator[None]:
 class EngineBinding:
     """Stands in for one engine in symai's registry and routes calls to their run."""
 
-    def __init__(self, name: str, engine: Any, executor: Executor | None = None) -> None:
+    def __init__(
+        self, name: str, engine: Any, executor: Executor | None = None, lane: str | None = None
+    ) -> None:
         object.__setattr__(self, "_sb_name", name)
         object.__setattr__(self, "_sb_engine", engine)
         object.__setattr__(self, "_sb_executor", executor or executor_for(engine))
+        object.__setattr__(self, "_sb_lane", lane or name)  # the dispatcher's queue for it
         # threads that started a run with this binding: their own calls (a program's,
         # between the results it consumes) are plainly not an item's
         object.__setattr__(self, "_sb_owners", set())
@@ -109,6 +112,11 @@ class EngineBinding:
     def executor(self) -> Executor:
         executor: Executor = self._sb_executor
         return executor
+
+    @property
+    def lane(self) -> str:
+        lane: str = self._sb_lane
+        return lane
 
     def executor_callback(self, argument: Any) -> Answer:
         """Queue the call in its run and block until its answer; outside runs, call directly."""
@@ -146,6 +154,41 @@ class EngineBinding:
 
     def __repr__(self) -> str:
         return f"<EngineBinding {self._sb_name!r} -> {self._sb_engine!r}>"
+
+
+#: the names under which symai's ``EngineRepository.get`` hands out a DynamicEngine's engine
+DYNAMIC_NAMES = ("neurosymbolic", "search")
+
+
+def dynamic_binding(engine: Any) -> Any:
+    """What a run's thread gets for the engine of a ``with DynamicEngine(...)`` block: a
+    binding that makes its calls the item's, like the bound engine's (batched or run as
+    the engine allows, costed at its own model's price, budgeted, retried), where symai's
+    lookup would hand the engine out past the registry and past the run. Other threads get
+    the engine itself.
+
+    symai builds a new engine each time a block is entered, so the binding is made per
+    lookup, and calls of one kind of engine and model share a queue (a plain engine's
+    calls each run on their own anyway); a list-taking one gets a queue per instance.
+    """
+    if current_route() is None or isinstance(engine, EngineBinding):
+        return engine
+    try:
+        name = engine.id()
+    except Exception:
+        name = None
+    if name not in DYNAMIC_NAMES:
+        name = DYNAMIC_NAMES[0]
+    executor = executor_for(engine)
+    model = getattr(engine, "model", None)
+    kind = type(engine).__qualname__
+    if executor.caller_runs:
+        lane = f"{name} (dynamic {kind} {model})"
+    else:
+        lane = f"{name} (dynamic {kind} at {id(engine):#x})"
+    binding = EngineBinding(name, engine, executor, lane)
+    object.__setattr__(binding, "_sb_warned", True)  # made for a run's thread only
+    return binding
 
 
 def _repository() -> Any:

@@ -1,12 +1,19 @@
-"""symai's per-query lookup of a ``DynamicEngine`` block, done cheaper for the length of a run.
+"""symai's per-query lookup of a ``DynamicEngine`` block, routed into the run and done
+cheaper for the length of a run.
 
 symai 2.2's ``EngineRepository.get`` runs on every query and first asks
-``get_dynamic_engine_instance`` whether a ``with DynamicEngine(...)`` block is active.
-Unless the context variable answers, that walks every frame of the calling thread, copies
-its locals and tests each value with ``isinstance(value, DynamicEngine)``, which goes
-through ``SymbolMeta.__instancecheck__`` in Python and renders two class names: about
-1 us a local, 54 us a query from a worker's stack (68 in a plain loop), 5-10 % of what a
-query costs symai with a simulated engine.
+``get_dynamic_engine_instance`` whether a ``with DynamicEngine(...)`` block is active; if
+so, it hands out that block's engine, past the registry and so past the run's binding: the
+calls of an expression that switches models for a step went to the provider unbatched,
+uncounted and uncosted (a budget did not see them). While runs are active the method's
+answer is routed (:func:`symbatcher.binding.dynamic_binding`), so those calls are the
+item's like any other.
+
+Unless the context variable answers, symai's lookup walks every frame of the calling
+thread, copies its locals and tests each value with ``isinstance(value, DynamicEngine)``,
+which goes through ``SymbolMeta.__instancecheck__`` in Python and renders two class names:
+about 1 us a local, 54 us a query from a worker's stack (68 in a plain loop), 5-10 % of
+what a query costs symai with a simulated engine.
 
 Most locals are ints, strings, dicts, lists, functions and the like. A value whose type
 is exactly one of those built-in types is never a ``DynamicEngine`` by symai's test either
@@ -14,22 +21,26 @@ is exactly one of those built-in types is never a ``DynamicEngine`` by symai's t
 run is active the walk skips such values and tests every other value exactly as symai
 does (26 us a query). The answer is the same on every stack; only the work differs.
 
-The replacement goes only over symai's own method, recognised by its source text, so a
-symai that changes the lookup keeps its own. The last active run puts the original back.
+The fast walk replaces only symai's own method, recognised by its source text, so a
+symai that changes the lookup keeps its own walk. The last active run puts the original
+back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from symbatcher.overrides import UNCHANGED, EngineOverride
+from symbatcher.binding import dynamic_binding
+from symbatcher.overrides import EngineOverride
 
 #: set to 0, false, no or off to keep symai's own lookup where a run is not built in code
 ENV_NAME = "SYMBATCHER_FAST_LOOKUP"
@@ -126,12 +137,25 @@ def fast_lookup(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return get_dynamic_engine_instance
 
 
+class _Fast:
+    """How many active runs asked for the fast walk (symai's own walk serves the others)."""
+
+    runs = 0
+    lock = threading.Lock()
+
+
 def _make(own: Any) -> Any:
-    """Replace symai's own method only: another symai's, or a function someone put
-    there, is left as it is."""
-    if _source_hash(own) not in KNOWN_SOURCES:
-        return UNCHANGED
-    return fast_lookup(own)
+    """symai's method, its result routed (:func:`dynamic_binding`); while a run that asked
+    for it is active, the fast walk instead of symai's own, if the method is symai's (a
+    function someone else put there, or another symai's, walks as it does)."""
+    fast = fast_lookup(own) if _source_hash(own) in KNOWN_SOURCES else None
+
+    def get_dynamic_engine_instance(self: Any) -> Any:
+        engine = (fast if fast is not None and _Fast.runs else own)(self)
+        return None if engine is None else dynamic_binding(engine)
+
+    get_dynamic_engine_instance.__wrapped__ = own  # type: ignore[attr-defined]
+    return get_dynamic_engine_instance
 
 
 #: on ``EngineRepository`` (the class: its method serves every instance)
@@ -139,10 +163,24 @@ lookup_override = EngineOverride("get_dynamic_engine_instance", _make)
 
 
 @contextmanager
-def fast_engine_lookup() -> Iterator[None]:
-    """symai's dynamic-engine lookup without the per-local cost, for the block. Runs at
-    once share it; the last to leave puts symai's method back, also on an exception."""
+def dynamic_engines_routed(fast: bool = True) -> Iterator[None]:
+    """For the block, a DynamicEngine block's engine, looked up from a run's thread, makes
+    that run's calls; with ``fast``, the lookup skips the per-local cost too. Runs at once
+    share it; the last to leave puts symai's method back, also on an exception."""
     from symai.functional import EngineRepository
 
     with lookup_override.held(EngineRepository):
-        yield
+        if fast:
+            with _Fast.lock:
+                _Fast.runs += 1
+        try:
+            yield
+        finally:
+            if fast:
+                with _Fast.lock:
+                    _Fast.runs -= 1
+
+
+def fast_engine_lookup() -> contextlib.AbstractContextManager[None]:
+    """symai's dynamic-engine lookup without the per-local cost, for the block."""
+    return dynamic_engines_routed(fast=True)

@@ -32,7 +32,7 @@ from typing import Any, Literal, cast
 
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
-from symbatcher.engine_lookup import fast_engine_lookup
+from symbatcher.engine_lookup import dynamic_engines_routed
 from symbatcher.errors import DatasetError, HaltingError, RunCancelledError, error_chain
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
@@ -250,8 +250,7 @@ class Run:
                 if self._client_per_thread:
                     engines = {id(b.engine): b.engine for b in bindings.values()}.values()
                     stack.enter_context(client_per_thread.held(*engines))
-                if self._fast_lookup:
-                    stack.enter_context(fast_engine_lookup())
+                stack.enter_context(dynamic_engines_routed(fast=self._fast_lookup))
             model = model_of(bindings[self._engines[0]].engine, None)  # vLLM: the served id
             if isinstance(model, str):
                 self._context_args.setdefault("model", model)

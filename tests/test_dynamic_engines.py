@@ -1,0 +1,152 @@
+"""Calls made inside a ``with DynamicEngine(...)`` block during a run are the item's.
+
+symai hands out a DynamicEngine block's engine past its registry, so before 0.7.5 those
+calls went to the provider past the run: not counted, not costed, not seen by a budget.
+Here the block is symai's own DynamicEngine building symai's own DeepSeek engine, whose
+requests go over HTTP to the local server on 127.0.0.1 (``hosted_engines_at``); the run's
+bound engine is a simulated one, so every cent of a run's cost is DeepSeek's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from symai import Expression, Symbol
+from symai.backend.engines.neurosymbolic.deepseek.models import deepseek_model_spec_for
+from symai.components import DynamicEngine
+from symai.functional import EngineRepository
+
+from symbatcher import BatchScheduler, Budget, Cost, EngineBinding
+from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
+from symbatcher.testing.hosted import hosted_engines_at
+from symbatcher.testing.server import LocalServer
+
+MODEL = "deepseek:deepseek-v4-flash"
+PRICE = deepseek_model_spec_for(MODEL).pricing
+FREE_SIM = {"simulated": (0.0, 0.0)}  # the bound engine's calls cost nothing
+
+
+class TwoModels(Expression):  # type: ignore[misc]
+    """The first step on the run's engine, the second on DeepSeek, switched in for it."""
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        first = Symbol(input).query("Describe")
+        with DynamicEngine(MODEL, api_key="test-key"):
+            second = Symbol(f"{input} | {first}").query("Label")
+        return str(second)
+
+
+@pytest.fixture
+def deepseek(local_server: LocalServer) -> Iterator[LocalServer]:
+    with hosted_engines_at(local_server.url):
+        yield local_server
+
+
+def items(n: int) -> list[str]:
+    return [f"item-{i}" for i in range(n)]
+
+
+def own_answers(results: Any, data: list[str] | None = None) -> bool:
+    """DeepSeek's answer (the server echoes the prompt) holds its item and the bound
+    engine's answer for that item (which echoes the item too)."""
+    data = data if data is not None else items(len(results))
+    return all(
+        f"{item} | sim(Data:\n{item}\n" in str(result)
+        for item, result in zip(data, results, strict=True)
+    )
+
+
+def deepseek_cost(server: LocalServer) -> float:
+    stats = server.stats()
+    return float(
+        (stats["prompt_tokens"] * PRICE.input + stats["completion_tokens"] * PRICE.output) / 1e6
+    )
+
+
+@pytest.mark.parametrize("engine_kind", ["plain", "list"])
+def test_a_blocks_calls_are_counted_and_costed_at_its_models_price(
+    deepseek: LocalServer, engine_kind: str
+) -> None:
+    sim = SimulatedEngine() if engine_kind == "plain" else SimulatedBatchEngine()
+    with use_engine(sim):
+        results = BatchScheduler(hooks=[Cost(FREE_SIM)])(
+            expr=TwoModels, dataset=items(40), num_workers=8, batch_size=4
+        )
+    assert results.stats.failed == 0
+    assert own_answers(results)
+    assert sim.call_count == 40 and deepseek.stats()["ok"] == 40
+    assert results.stats.engine_calls == 80
+    assert results.stats.plain_calls == (80 if engine_kind == "plain" else 40)
+    assert results.stats.cost == pytest.approx(deepseek_cost(deepseek))
+    assert results.stats.cost > 0
+
+
+def test_a_budget_stops_a_run_whose_cost_is_in_blocks(deepseek: LocalServer) -> None:
+    with use_engine(SimulatedEngine()):
+        probe = BatchScheduler(hooks=[Cost(FREE_SIM)])(
+            expr=TwoModels, dataset=items(4), num_workers=1
+        )
+        per_item = probe.stats.cost / 4
+        deepseek.configure()  # counters back to 0
+        results = BatchScheduler(hooks=[Cost(FREE_SIM), Budget(per_item * 10.5)])(
+            expr=TwoModels, dataset=items(60), num_workers=4
+        )
+    assert results.stats.stop_reason is not None and "budget" in results.stats.stop_reason
+    sent = deepseek.stats()["requests"]
+    assert 10 <= sent < 20  # items in flight when the budget was reached finish
+    assert results.stats.cost == pytest.approx(deepseek_cost(deepseek))
+
+
+def test_under_a_cap_a_blocks_calls_queue_apart_from_the_bound_engines(
+    deepseek: LocalServer,
+) -> None:
+    """With an in-flight cap every call is queued; a list engine's queue must never hand
+    a DeepSeek call to the simulated engine, nor the other way round."""
+    sim = SimulatedBatchEngine(latency=(0.0, 0.005))
+    deepseek.configure(latency=(0.0, 0.01))
+    with use_engine(sim):
+        results = BatchScheduler(max_inflight_batches=2)(
+            expr=TwoModels, dataset=items(60), num_workers=12, batch_size=5
+        )
+    assert results.stats.failed == 0
+    assert own_answers(results)
+    assert sim.call_count == 60 and deepseek.stats()["ok"] == 60
+    assert max(sim.batches) <= 5
+
+
+def test_many_workers_with_random_latencies_keep_every_answer_with_its_item(
+    deepseek: LocalServer,
+) -> None:
+    rng = random.Random(5)
+    deepseek.configure(latency=(0.0, 0.03), seed=5)
+    sim = SimulatedBatchEngine(latency=(0.0, 0.01))
+    data = items(300)
+    rng.shuffle(data)
+    with use_engine(sim):
+        results = BatchScheduler()(expr=TwoModels, dataset=data, num_workers=100, batch_size=8)
+    assert results.stats.failed == 0
+    assert own_answers(results, data)
+    assert deepseek.stats()["ok"] == 300 and results.stats.engine_calls == 600
+
+
+def test_outside_a_run_a_block_gets_symais_engine(deepseek: LocalServer) -> None:
+    with use_engine(SimulatedEngine()):
+        during: list[Any] = []
+
+        class Peek(Expression):  # type: ignore[misc]
+            def forward(self, input: Any, **kwargs: Any) -> Any:
+                with DynamicEngine(MODEL, api_key="test-key"):
+                    during.append(EngineRepository.get("neurosymbolic"))
+                return input
+
+        BatchScheduler()(expr=Peek, dataset=["a"], num_workers=1)
+        with DynamicEngine(MODEL, api_key="test-key"):
+            after = EngineRepository.get("neurosymbolic")
+            answer = Symbol("plain").query("Label")  # the main thread: no run's
+    assert isinstance(during[0], EngineBinding)
+    assert type(during[0].engine).__name__ == "DeepseekEngine"
+    assert not isinstance(after, EngineBinding) and type(after).__name__ == "DeepseekEngine"
+    assert "plain" in str(answer)
