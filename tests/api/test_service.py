@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import signal
@@ -150,6 +152,29 @@ def test_submit_watch_and_page_results(service: Service) -> None:
         purged = client.delete(f"/jobs/{job['id']}", params={"purge": "true"})
         assert purged.status_code == 200 and purged.json()["deleted"] is True
         assert client.get(f"/jobs/{job['id']}").status_code == 404 and not run_dir.exists()
+
+
+def test_results_as_csv_pages_with_the_runs_columns(service: Service) -> None:
+    with service.client() as client:
+        items = [{"id": i, "text": f"review {i}"} for i in range(12)]
+        items[3] = {"id": 3, "text": "review 3", "lang": "de"}  # a key only one item has
+        job = client.post("/jobs", json={"expression": "echo", "items": items}).json()
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        url = f"/jobs/{job['id']}/results"
+        page = client.get(url, params={"format": "csv", "offset": 8, "limit": 3})
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/csv")
+        rows = list(csv.reader(io.StringIO(page.text)))
+        header = rows[0]
+        assert header[:5] == ["index", "status", "input.id", "input.text", "input.lang"]
+        assert header[5:8] == ["output", "error_type", "error_message"]
+        assert [row[0] for row in rows[1:]] == ["8", "9", "10"]  # the page's items only
+        assert all(row[3] == f"review {row[0]}" and row[4] == "" for row in rows[1:])
+        assert all(f"review {row[0]}" in row[5] for row in rows[1:])
+        first = list(csv.reader(io.StringIO(client.get(url, params={"format": "csv"}).text)))
+        assert first[0] == header and len(first) == 13 and first[4][4] == "de"
+        wrong = client.get(url, params={"format": "xlsx"})
+        assert wrong.status_code == 422 and "format" in wrong.text
 
 
 def test_params_build_a_jobs_expression_and_reach_its_calls(service: Service) -> None:

@@ -238,9 +238,16 @@ def create_app(
 
     @app.get("/jobs/{job_id}/results", dependencies=guard)
     def results(
-        job_id: str, offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100_000)
+        job_id: str,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(1000, ge=1, le=100_000),
+        fmt: Literal["jsonl", "csv"] = Query("jsonl", alias="format"),
     ) -> StreamingResponse:
         existing(job_id)
+        if fmt == "csv":
+            return StreamingResponse(
+                _csv_lines(root / job_id, offset, limit), media_type="text/csv; charset=utf-8"
+            )
         return StreamingResponse(
             _result_lines(root / job_id, offset, limit), media_type="application/x-ndjson"
         )
@@ -294,6 +301,17 @@ def _result_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
         return
     for record in itertools.islice(paged(store, (), offset), limit):
         yield json.dumps(result_row(record), ensure_ascii=False) + "\n"
+
+
+def _csv_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
+    """A page of results as a CSV with the run's columns (as ``symbatcher export`` writes
+    them), its header on every page."""
+    from symbatcher.store.export import csv_lines
+    from symbatcher.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(run_dir)
+    if store.path.is_file():
+        yield from csv_lines(store, offset, limit)
 
 
 async def _events(queue: JobQueue, job_id: str, interval: float) -> AsyncIterator[str]:

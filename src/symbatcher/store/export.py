@@ -5,8 +5,11 @@ reset)."""
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -56,15 +59,33 @@ def write_results(store: RunStore, out: TextIO, fmt: ExportFormat = "jsonl") -> 
             out.write(json.dumps(result_row(record), ensure_ascii=False) + "\n")
             count += 1
     elif fmt == "csv":
-        table = _Table.of(store)
-        writer = csv.writer(out)
-        writer.writerow(table.header())
-        for record in paged(store, ()):
-            writer.writerow(table.row(result_row(record)))
+        lines = csv_lines(store)
+        out.write(next(lines))  # the header
+        for line in lines:
+            out.write(line)
             count += 1
     else:
         raise ValueError(f"export format must be 'jsonl' or 'csv', got {fmt!r}")
     return count
+
+
+def csv_lines(store: RunStore, offset: int = 0, limit: int | None = None) -> Iterator[str]:
+    """A CSV of the items from index ``offset`` on, at most ``limit`` of them: the header,
+    then a line per item. The columns are the whole run's, so every page of a run has the
+    same ones."""
+    table = _Table.of(store)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(cells: list[Any]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(cells)
+        return buffer.getvalue()
+
+    yield line(table.header())
+    for record in itertools.islice(paged(store, (), offset), limit):
+        yield line(table.row(result_row(record)))
 
 
 #: more keys than this across a run's dict inputs (or outputs) stay one JSON cell each
