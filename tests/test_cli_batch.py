@@ -803,8 +803,11 @@ def test_a_server_that_does_not_answer_is_named_before_anything_runs(
     assert url in err and "GET /v1/models" in err
     assert main([*run, url, "--engine-kind", "llamacpp"]) == 2
     assert "GET /props" in capsys.readouterr().err  # what symai's llama.cpp engine asks
-    assert main([*run, "127.0.0.1:8000"]) == 2
-    assert "--engine-url" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # as every command: refused as it is read
+        main([*run, "127.0.0.1:8000"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--engine-url" in err and "expected a URL like http://127.0.0.1:8000" in err
     assert not (tmp_path / "run").exists()
     assert main(["serve", "--dir", "svc", "--engine-url", url]) == 2  # nor does a service start
     assert url in capsys.readouterr().err

@@ -11,23 +11,20 @@ from contextlib import ExitStack
 from typing import Any
 
 from symbatcher.cli_batch import (
-    TIMEOUT_HELP,
     add_commands,
     config_schema_command,
+    engine_options,
     export_command,
     only_with_url,
     positive,
     retry_command,
     run_command,
     serve_command,
-    server_url,
     status_command,
-    timeout_seconds,
 )
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.errors import SymbatcherError
 from symbatcher.interrupts import Terminated, sigterm_raises
-from symbatcher.local import KINDS
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
@@ -71,14 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         help="simulated: a list-taking simulator (latency per batch); simulated-plain: a "
         "plain one (latency per call); symai: the engine your symai.config.json configures",
     )
-    demo.add_argument(
-        "--engine-url",
-        type=server_url,
-        help="instead: a self-hosted OpenAI-compatible server (vLLM, llama.cpp), with "
+    engine_options(
+        demo,
+        "instead: a self-hosted OpenAI-compatible server (vLLM, llama.cpp), with "
         "symai's own engine for it, e.g. http://127.0.0.1:8000",
     )
-    demo.add_argument("--engine-kind", choices=KINDS, default="vllm", help="with --engine-url")
-    demo.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     demo.add_argument("--items", type=positive, default=None, help="only the first N reviews")
     demo.add_argument("--workers", type=positive, default=64)
     demo.add_argument("--batch-size", type=positive, default=16)

@@ -96,16 +96,15 @@ def add_commands(commands: Any) -> None:
         "skip: run the rest, record each bad record as a failed item",
     )
     run.add_argument("--retries", type=int, help="tries per item on transient errors (3)")
-    run.add_argument(
-        "--engine-url",
-        help="send the calls to this OpenAI-compatible server (vLLM, llama.cpp), e.g. "
+    engine_options(
+        run,
+        "send the calls to this OpenAI-compatible server (vLLM, llama.cpp), e.g. "
         "http://127.0.0.1:8000, with symai's own engine for it; no symai config needed",
+        kind_default=None,  # a run config may name it; vllm otherwise
     )
-    run.add_argument("--engine-kind", choices=KINDS, help="the server behind --engine-url (vllm)")
     run.add_argument("--rpm", type=float, help="at most this many requests a minute")
     run.add_argument("--tpm", type=float, help="at most this many tokens a minute")
     run.add_argument("--max-concurrency", type=int, help="at most this many calls at once")
-    run.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     run.add_argument(
         "--progress",
         choices=("auto", "on", "off"),
@@ -134,12 +133,9 @@ def add_commands(commands: Any) -> None:
         type=positive_number("USD"),
         help="budget in USD over all runs of the dir (default: the run's)",
     )
-    retry.add_argument(
-        "--engine-url",
-        type=server_url,
-        help="send the calls to this server instead (a server that moved, say)",
+    engine_options(
+        retry, "send the calls to this server instead (a server that moved, say)", kind=False
     )
-    retry.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
 
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
     export.add_argument("run_dir")
@@ -160,19 +156,11 @@ def add_commands(commands: Any) -> None:
     serve.add_argument(
         "--data-dir", action="append", default=[], help="a folder jobs may read files from"
     )
-    serve.add_argument(
-        "--engine-url",
-        type=server_url,
-        help="jobs send their calls to this OpenAI-compatible server (vLLM, llama.cpp) as "
+    engine_options(
+        serve,
+        "jobs send their calls to this OpenAI-compatible server (vLLM, llama.cpp) as "
         "symai's 'neurosymbolic' engine; no symai config needed",
     )
-    serve.add_argument(
-        "--engine-kind",
-        choices=KINDS,
-        default="vllm",
-        help="the server behind --engine-url (vllm)",
-    )
-    serve.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
     serve.add_argument(
         "--keep-days",
         type=positive_number("days"),
@@ -182,6 +170,28 @@ def add_commands(commands: Any) -> None:
 
 
 PROGRESS_HELP = "auto: a bar on a terminal, else a line every 30 s; on: the bar; off: neither"
+
+
+def engine_options(
+    parser: argparse.ArgumentParser,
+    url_help: str,
+    *,
+    kind: bool = True,
+    kind_default: str | None = "vllm",
+) -> None:
+    """``--engine-url``, ``--engine-kind`` and ``--engine-timeout``: a self-hosted server
+    and symai's own engine for it, the same in every command that calls an engine."""
+    parser.add_argument("--engine-url", type=server_url, help=url_help)
+    if kind:
+        parser.add_argument(
+            "--engine-kind",
+            choices=KINDS,
+            default=kind_default,
+            help="the server behind --engine-url (vllm)",
+        )
+    parser.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
+
+
 TIMEOUT_HELP = (
     "seconds a request to --engine-url may take before it fails and is retried (default "
     "600; symai's own client would wait on a stalled server forever)"
