@@ -80,6 +80,15 @@ def test_a_blocks_calls_are_counted_and_costed_at_its_models_price(
     assert sim.call_count == 40 and deepseek.stats()["ok"] == 40
     assert results.stats.engine_calls == 80
     assert results.stats.plain_calls == (80 if engine_kind == "plain" else 40)
+    if engine_kind == "list":  # the batches and their fill are the list engine's alone
+        assert results.stats.batches == len(sim.batches)
+        assert results.stats.mean_batch_size == pytest.approx(40 / len(sim.batches))
+        line = results.stats.calls_line()
+        assert line.startswith(f"80 engine calls: 40 in {len(sim.batches)} batches, mean")
+        assert line.endswith("; 40 each on its own (a plain engine)")
+    else:
+        assert results.stats.batches == 0
+        assert results.stats.calls_line() == "80 engine calls, each on its own (a plain engine)"
     assert results.stats.cost == pytest.approx(deepseek_cost(deepseek))
     assert results.stats.cost > 0
 

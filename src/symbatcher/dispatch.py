@@ -182,6 +182,7 @@ class Dispatcher:
         self.engine_calls = 0
         self.plain_calls = 0  # of those, calls to a plain engine (each sent on its own)
         self.batches = 0
+        self.plain_batches = 0  # of those, a plain engine's: only units of an in-flight cap
         self.max_batch = 0
 
     def _apply(self, fn: Callable[[Any], None], arg: Any, mine: _Call | None = None) -> bool:
@@ -377,6 +378,7 @@ class Dispatcher:
         """A batch of a plain engine: its calls go one by one, whatever the batch."""
         self._count_batch(size)
         self.plain_calls += size
+        self.plain_batches += 1
 
     def _launch(self, batch: _Batch) -> None:
         """Give the batch's calls their roles and wake whoever must act. A call of the

@@ -55,7 +55,7 @@ class RunStats:
     engine_calls: int = 0
     plain_calls: int = 0  # of those, calls to a plain engine: each sent on its own
     retried_calls: int = 0  # of those, calls a call retry made again after a failure
-    batches: int = 0
+    batches: int = 0  # sent to a list-taking engine (a plain engine's calls go one by one)
     batch_size: int = 1
     max_inflight_batches: int | None = None  # the cap the run used (given or the engine's)
     wall_time: float = 0.0
@@ -68,7 +68,12 @@ class RunStats:
 
     @property
     def mean_batch_size(self) -> float:
-        return self.engine_calls / self.batches if self.batches else 0.0
+        """Calls per batch of a list-taking engine (a plain engine's calls are none's)."""
+        return self.batched_calls / self.batches if self.batches else 0.0
+
+    @property
+    def batched_calls(self) -> int:
+        return self.engine_calls - self.plain_calls
 
     @property
     def mean_batch_fill(self) -> float:
@@ -89,10 +94,13 @@ class RunStats:
         if self.engine_calls and not self.batched:
             return f"{calls}, each on its own (a plain engine)"
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
-        return (
-            f"{calls} in {self.batches} batches, "
-            f"mean batch fill {self.mean_batch_fill:.0%} of {self.batch_size}{cap}"
-        )
+        fill = f"mean batch fill {self.mean_batch_fill:.0%} of {self.batch_size}{cap}"
+        if self.plain_calls:  # a DynamicEngine block's, say, beside a list-taking engine's
+            return (
+                f"{calls}: {self.batched_calls} in {self.batches} batches, {fill}; "
+                f"{self.plain_calls} each on its own (a plain engine)"
+            )
+        return f"{calls} in {self.batches} batches, {fill}"
 
     @property
     def items_per_second(self) -> float:
@@ -139,11 +147,14 @@ class RunStats:
         if not self.engine_calls:
             calls = "no engine calls"
         elif self.batched:
+            some = f": {self.batched_calls}" if self.plain_calls else ""
             calls = (
-                f"{self.engine_calls} engine calls in {self.batches} batches, "
+                f"{self.engine_calls} engine calls{some} in {self.batches} batches, "
                 f"mean batch {self.mean_batch_size:.1f}/{self.batch_size} "
                 f"(fill {self.mean_batch_fill:.0%}{cap})"
             )
+            if self.plain_calls:
+                calls += f", {self.plain_calls} each on its own (a plain engine)"
         else:
             calls = self.calls_line()
         return (

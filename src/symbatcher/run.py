@@ -208,7 +208,7 @@ class Run:
             engine_calls=d.engine_calls if d else 0,
             plain_calls=d.plain_calls if d else 0,
             retried_calls=ctx.retried_calls if ctx else 0,
-            batches=d.batches if d else 0,
+            batches=d.batches - d.plain_batches if d else 0,
             batch_size=self._batch_size,
             max_inflight_batches=self._cap_shown,
             wall_time=(end - self._started_at) if self._started_at else 0.0,
