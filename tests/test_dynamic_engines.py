@@ -9,8 +9,10 @@ bound engine is a simulated one, so every cent of a run's cost is DeepSeek's.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,10 @@ from symai.backend.engines.neurosymbolic.deepseek.models import deepseek_model_s
 from symai.components import DynamicEngine
 from symai.functional import EngineRepository
 
-from symbatcher import BatchScheduler, Budget, Cost, EngineBinding
+from symbatcher import BatchScheduler, Budget, Checkpoint, Cost, EngineBinding
+from symbatcher.cli import main
+from symbatcher.dollars import usd
+from symbatcher.store import SQLiteStore
 from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
 from symbatcher.testing.hosted import hosted_engines_at
 from symbatcher.testing.server import LocalServer
@@ -159,3 +164,57 @@ def test_outside_a_run_a_block_gets_symais_engine(deepseek: LocalServer) -> None
     assert type(during[0].engine).__name__ == "DeepseekEngine"
     assert not isinstance(after, EngineBinding) and type(after).__name__ == "DeepseekEngine"
     assert "plain" in str(answer)
+
+
+def test_a_run_directory_keeps_what_each_model_used(deepseek: LocalServer, tmp_path: Path) -> None:
+    with use_engine(SimulatedEngine()):
+        results = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Cost(FREE_SIM)])(
+            expr=TwoModels, dataset=items(30), num_workers=6
+        )
+    used = SQLiteStore(tmp_path / "run").usage_by_model()
+    assert list(used) == [MODEL, "simulated"]  # the costliest first
+    assert used[MODEL].calls == used["simulated"].calls == 30
+    stats = deepseek.stats()
+    assert used[MODEL].tokens == stats["prompt_tokens"] + stats["completion_tokens"]
+    assert used[MODEL].cost == pytest.approx(deepseek_cost(deepseek))
+    assert used["simulated"].cost == 0.0
+    assert results.stats.cost == pytest.approx(used[MODEL].cost)
+
+
+PIPELINE = f"""
+from symai import Expression, Symbol
+from symai.components import DynamicEngine
+
+
+class TwoModels(Expression):
+    def forward(self, input, **kwargs):
+        first = Symbol(input).query("Describe")
+        with DynamicEngine({MODEL!r}, api_key="test-key"):
+            return str(Symbol(f"{{input}} | {{first}}").query("Label"))
+"""
+
+
+def test_the_command_line_says_what_each_model_cost(
+    deepseek: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "twomodels.py").write_text(PIPELINE, encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text("\n".join(f'"item-{i}"' for i in range(20)) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with use_engine(SimulatedEngine()):
+        code = main(
+            ["run", "twomodels:TwoModels", "in.jsonl", "--run-dir", "run", "--out", "out.jsonl"]
+        )
+    assert code == 0
+    ended = "".join(capsys.readouterr())  # the summary goes where the progress does
+    assert main(["status", "run"]) == 0
+    status = capsys.readouterr().out
+    cost = usd(deepseek_cost(deepseek))
+    for out in (ended, status):
+        assert f"  {MODEL}: 20 calls, " in out and f" tokens, {cost}\n" in out
+        assert "  simulated: 20 calls, " in out
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+    assert own_answers([row["output"] for row in rows])

@@ -492,6 +492,11 @@ def _summary(
     if since is not None:
         elapsed, left = time.time() - since, summary.pending
         lines.append(_pace(summary.finished_since, elapsed, left, summary.cost_per_item))
+    if len(summary.models) > 1:  # an expression that switches models: where the cost went
+        lines.extend(
+            f"  {model}: {used.calls:,} calls, {used.tokens:,} tokens, {usd(used.cost)}"
+            for model, used in summary.models.items()
+        )
     for group in summary.failures[:SHOW_ERROR_TYPES]:
         more = group.count - len(group.indices)
         named = ", ".join(map(str, group.indices)) + (f" and {more:,} more" if more else "")

@@ -28,6 +28,48 @@ def _finish(store: RunStore, index: int, status: str = "succeeded") -> None:
     store.item_finished(record).result()  # durable once the future completes
 
 
+def test_each_models_calls_add_up_over_items_and_processes(store: RunStore) -> None:
+    for i in range(3):
+        _start(store, i)
+    store.add_call(0, 10, 5, 0.5, "big")
+    store.add_call(1, 2, 1, 0.01, "small")
+    store.add_call(1, 20, 10, 1.0, "big")
+    store.add_call(2, 3, 3, 0.0)  # a call whose model was not known: the item's alone
+    _finish(store, 0)
+    _finish(store, 1)
+    _finish(store, 2)
+    used = store.usage_by_model()
+    assert list(used) == ["big", "small"]  # the costliest first
+    assert (used["big"].calls, used["big"].tokens, used["big"].cost) == (2, 45, 1.5)
+    assert (used["small"].calls, used["small"].prompt_tokens, used["small"].cost) == (1, 2, 0.01)
+    assert store.totals().cost == pytest.approx(1.51)  # the item totals hold every call
+    if isinstance(store, SQLiteStore):  # a later process adds to the same figures
+        store.close()
+        again = SQLiteStore(store.directory)
+        with again:
+            _start(again, 3)
+            again.add_call(3, 1, 1, 0.5, "small")
+            _finish(again, 3)
+        assert again.usage_by_model()["small"].calls == 2
+        assert again.usage_by_model()["small"].cost == pytest.approx(0.51)
+        store.open()
+
+
+def test_a_store_written_before_models_were_kept_reads_as_none(tmp_path: Path) -> None:
+    run = SQLiteStore(tmp_path / "old")
+    with run:
+        _start(run, 0)
+        _finish(run, 0)
+    with sqlite3.connect(run.path) as conn:
+        conn.execute("DROP TABLE models")  # as 0.7.4 and earlier wrote it
+    assert run.usage_by_model() == {}  # read-only, as status reads a live run
+    with run:  # the next process to write adds the table
+        _start(run, 1)
+        run.add_call(1, 1, 1, 0.1, "m")
+        _finish(run, 1)
+    assert run.usage_by_model()["m"].calls == 1
+
+
 def test_items_go_running_then_finished_with_their_figures(store: RunStore) -> None:
     for i in range(3):
         _start(store, i)

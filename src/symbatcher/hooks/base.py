@@ -49,6 +49,7 @@ class CallRecord:
     completion_tokens: int = 0
     cost: float = 0.0
     raw: Any = None
+    model: str | None = None  # as the cost hook found it (the answer's, else the engine's)
 
 
 @dataclass

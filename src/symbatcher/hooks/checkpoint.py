@@ -280,9 +280,13 @@ class Checkpoint(Hook):
     def on_call_done(self, call: CallContext) -> None:
         record = call.record
         used = record.prompt_tokens or record.completion_tokens or record.cost
-        if call.item is not None and used:
+        if call.item is not None and (used or record.model is not None):
             self.store.add_call(
-                call.item.index, record.prompt_tokens, record.completion_tokens, record.cost
+                call.item.index,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.cost,
+                record.model,
             )
 
     def on_item_done(self, item: ItemContext, outcome: Any) -> Future[None] | None:

@@ -50,7 +50,7 @@ class Cost(Hook):
         record = call.record
         record.prompt_tokens = usage.prompt_tokens
         record.completion_tokens = usage.completion_tokens
-        model = model_of(call.engine, metadata)
+        model = record.model = model_of(call.engine, metadata)
         price = self.book.price(model, call.engine)
         if price is not None:
             record.cost = cost_of(usage, price)

@@ -40,6 +40,20 @@ class ItemRecord:
 
 
 @dataclass(frozen=True)
+class ModelUsage:
+    """The engine calls of one model over a run (every process), and what they used."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
 class StoreTotals:
     items: int = 0
     succeeded: int = 0
@@ -92,8 +106,16 @@ class RunStore(ABC):
         """Record that an item is running (need not be durable when this returns)."""
 
     @abstractmethod
-    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
-        """Add one engine call's figures to an item (need not be durable on return)."""
+    def add_call(
+        self,
+        index: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        model: str | None = None,
+    ) -> None:
+        """Add one engine call's figures to an item, and to its model's (need not be
+        durable on return)."""
 
     @abstractmethod
     def item_finished(self, record: ItemRecord) -> Future[None]:
@@ -118,6 +140,11 @@ class RunStore(ABC):
     def totals(self, since: float | None = None) -> StoreTotals:
         """Counts and figures over all items, earlier processes included; ``since`` (a
         ``time.time()``) also counts the items that ended at or after it."""
+
+    @abstractmethod
+    def usage_by_model(self) -> dict[str, ModelUsage]:
+        """The calls each model answered, and their figures, over all processes (calls
+        whose model was not known, and those of a store before 0.7.5, are in none)."""
 
     def __enter__(self) -> RunStore:
         self.open()

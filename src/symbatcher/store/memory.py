@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from symbatcher.store.base import FINISHED, ItemRecord, RunStore, StoreTotals
+from symbatcher.store.base import FINISHED, ItemRecord, ModelUsage, RunStore, StoreTotals
 
 #: records copied per hold of the lock
 CHUNK = 512
@@ -27,6 +27,7 @@ class MemoryStore(RunStore):
         self._meta: dict[str, Any] = {}
         self._items: dict[int, ItemRecord] = {}
         self._order: list[int] = []  # the indices in _items, sorted
+        self._models: dict[str, ModelUsage] = {}
 
     def open(self) -> None:
         return None
@@ -57,12 +58,31 @@ class MemoryStore(RunStore):
             row.error_type = row.error_message = row.error_traceback = None
             row.completed_at = None
 
-    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def add_call(
+        self,
+        index: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        model: str | None = None,
+    ) -> None:
         with self._lock:
             row = self._items[index]
             row.prompt_tokens += prompt_tokens
             row.completion_tokens += completion_tokens
             row.cost += cost
+            if model is not None:
+                was = self._models.get(model, ModelUsage())
+                self._models[model] = ModelUsage(
+                    was.calls + 1,
+                    was.prompt_tokens + prompt_tokens,
+                    was.completion_tokens + completion_tokens,
+                    was.cost + cost,
+                )
+
+    def usage_by_model(self) -> dict[str, ModelUsage]:
+        with self._lock:
+            return dict(self._models)
 
     def item_finished(self, record: ItemRecord) -> Future[None]:
         with self._lock:

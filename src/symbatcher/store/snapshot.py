@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -118,8 +119,15 @@ def snapshot(store: RunStore) -> dict[str, Any]:
         **_head(meta),
         "jobs": jobs,
         "total_cost": _added(item["cost"] for job in jobs for item in job["items"]),
+        "models": _models(store),
         "last_updated": meta.get("last_updated"),
     }
+
+
+def _models(store: RunStore) -> dict[str, dict[str, Any]]:
+    """Each model's calls and figures (costliest first): where a run that switches models
+    spent its money."""
+    return {model: asdict(used) for model, used in store.usage_by_model().items()}
 
 
 def write_snapshot(store: RunStore, out: TextIO) -> None:
@@ -140,7 +148,11 @@ def write_snapshot(store: RunStore, out: TextIO) -> None:
         status = json.dumps(_job_status(counts, size))
         out.write(f'\n    ], "status": {status}, "cost": {json.dumps(cost)}}}')
     last = json.dumps(meta.get("last_updated"))
-    out.write(f'\n  ],\n  "total_cost": {json.dumps(total_cost)},\n  "last_updated": {last}\n}}\n')
+    models = json.dumps(_models(store))
+    out.write(
+        f'\n  ],\n  "total_cost": {json.dumps(total_cost)},\n  "models": {models},'
+        f'\n  "last_updated": {last}\n}}\n'
+    )
 
 
 def load_snapshot(run_dir: str | Path) -> dict[str, Any]:

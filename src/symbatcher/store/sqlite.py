@@ -33,6 +33,7 @@ from symbatcher.store.base import (
     RUNNING,
     SUCCEEDED,
     ItemRecord,
+    ModelUsage,
     RunStore,
     StoreTotals,
 )
@@ -62,6 +63,13 @@ CREATE TABLE IF NOT EXISTS items (
     started_at REAL,
     completed_at REAL
 );
+CREATE TABLE IF NOT EXISTS models (
+    model TEXT PRIMARY KEY,
+    calls INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL
+);
 """
 
 # Statements come in variants that write NULL themselves rather than bind None: the
@@ -79,6 +87,13 @@ _START_IN_JOB, _START_NO_JOB = _START.format(job="?"), _START.format(job="NULL")
 _CALL = """
 UPDATE items SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ?,
     cost = cost + ? WHERE idx = ?
+"""
+_MODEL = """
+INSERT INTO models (model, calls, prompt_tokens, completion_tokens, cost) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (model) DO UPDATE SET calls = calls + excluded.calls,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    cost = cost + excluded.cost
 """
 _FINISH = """
 UPDATE items SET status = ?, result = ?, {errors}, attempts = attempts + ?,
@@ -278,10 +293,17 @@ class SQLiteStore(RunStore):
             row = (record.index, record.fingerprint, record.input, record.job, record.started_at)
             self._queue.put(("start-in-job", row))
 
-    def add_call(self, index: int, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def add_call(
+        self,
+        index: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        model: str | None = None,
+    ) -> None:
         if self._refusal is not None:
             raise StoreError(self._refusal)
-        self._queue.put(("call", (prompt_tokens, completion_tokens, cost, index)))
+        self._queue.put(("call", (prompt_tokens, completion_tokens, cost, index, model)))
 
     def item_finished(self, record: ItemRecord) -> Future[None]:
         completed_at = record.completed_at if record.completed_at is not None else time.time()
@@ -397,6 +419,7 @@ class SQLiteStore(RunStore):
         The calls of an item that finishes in the same group ride on its finish row."""
         by_kind: dict[str, list[Any]] = {}
         calls: dict[int, list[float]] = {}
+        models: dict[str, list[float]] = {}
         for kind, args in ops:
             if kind == "now":  # a marker that woke the writer; nothing to write
                 continue
@@ -405,6 +428,12 @@ class SQLiteStore(RunStore):
                 total[0] += args[0]
                 total[1] += args[1]
                 total[2] += args[2]
+                if args[4] is not None:
+                    used = models.setdefault(args[4], [0, 0, 0, 0.0])
+                    used[0] += 1
+                    used[1] += args[0]
+                    used[2] += args[1]
+                    used[3] += args[2]
             elif kind == "meta":
                 by_kind.setdefault(kind, []).extend(args)
             else:
@@ -419,6 +448,8 @@ class SQLiteStore(RunStore):
         ]
         if calls:
             conn.executemany(_CALL, [(*figures, index) for index, figures in calls.items()])
+        if models:
+            conn.executemany(_MODEL, [(model, *used) for model, used in models.items()])
         for kind, rows in finishes:
             conn.executemany(_STATEMENTS[kind], rows)
 
@@ -456,6 +487,21 @@ class SQLiteStore(RunStore):
                     yield ItemRecord(*row)
         finally:
             conn.close()
+
+    def usage_by_model(self) -> dict[str, ModelUsage]:
+        conn = self._reader()
+        try:
+            rows = conn.execute(
+                "SELECT model, calls, prompt_tokens, completion_tokens, cost FROM models "
+                "ORDER BY cost DESC, calls DESC, model"
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []  # a store no symbatcher of 0.7.5 or later has written to yet
+        finally:
+            conn.close()
+        return {model: ModelUsage(*figures) for model, *figures in rows}
 
     def totals(self, since: float | None = None) -> StoreTotals:
         conn = self._reader()

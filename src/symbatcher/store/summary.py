@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from symbatcher.store.base import FAILED, FINISHED, RunStore
+from symbatcher.store.base import FAILED, FINISHED, ModelUsage, RunStore
 from symbatcher.store.pages import paged
 
 #: failed items named per error type
@@ -40,6 +40,7 @@ class RunSummary:
     running: int = 0  # of the pending, those started: in flight, or cut short by a stop
     finished_since: int = 0  # of the finished, those that ended at or after ``since``
     cost_per_item: float = 0.0  # of the finished: the rate at which the rest would cost
+    models: dict[str, ModelUsage] = field(default_factory=dict)  # costliest first
 
 
 def summarize(store: RunStore, since: float | None = None) -> RunSummary:
@@ -65,6 +66,7 @@ def summarize(store: RunStore, since: float | None = None) -> RunSummary:
         running=totals.running,
         finished_since=totals.finished_since,
         cost_per_item=totals.cost_per_item,
+        models=store.usage_by_model(),
     )
 
 
