@@ -137,6 +137,9 @@ def test_submit_watch_and_page_results(service: Service) -> None:
         assert seen[-1] == ("end", {"status": "succeeded"})
         done = [data for kind, data in seen if kind == "progress"][-1]
         assert done["progress"]["succeeded"] == 30
+        models = client.get(f"/jobs/{job['id']}").json()["progress"]["models"]
+        assert list(models) == ["simulated"] and models["simulated"]["calls"] == 30
+        assert models["simulated"]["prompt_tokens"] > 0
         page = results(client, job["id"], offset=10, limit=5)
         assert [row["index"] for row in page] == [10, 11, 12, 13, 14]
         assert all(str(row["index"]) in str(row["output"]) for row in page)

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,7 +204,9 @@ def create_app(
 
     @app.get("/jobs/{job_id}", dependencies=guard)
     def get_job(job_id: str) -> dict[str, Any]:
-        return job_view(existing(job_id))
+        view = job_view(existing(job_id))
+        view["progress"]["models"] = _models(root / job_id)
+        return view
 
     @app.delete("/jobs/{job_id}", dependencies=guard)
     def cancel_job(job_id: str, purge: bool = False) -> dict[str, Any]:
@@ -301,6 +304,16 @@ def _result_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
         return
     for record in itertools.islice(paged(store, (), offset), limit):
         yield json.dumps(result_row(record), ensure_ascii=False) + "\n"
+
+
+def _models(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each model's calls, tokens and cost in the job so far (costliest first)."""
+    from symbatcher.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(run_dir)
+    if not store.path.is_file():
+        return {}
+    return {model: asdict(used) for model, used in store.usage_by_model().items()}
 
 
 def _csv_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
