@@ -38,6 +38,8 @@ def test_jobs_of_any_size_give_every_item_once_in_order(
     stats = manager.run(print_progress=False)
     assert (stats.status, stats.succeeded, stats.failed, stats.pending) == ("completed", size, 0, 0)
     assert stats.jobs == -(-size // 10) and stats.jobs_done == stats.jobs
+    assert list(stats.models) == ["simulated"] and stats.models["simulated"].calls == size
+    assert stats.models["simulated"].cost == pytest.approx(stats.cost)
     outputs = list(manager.results())
     assert len(outputs) == size and all(f"item{i}\n" in out for i, out in enumerate(outputs))
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +28,7 @@ from symbatcher.pricing import PriceLike
 from symbatcher.results import ItemError, RunStats
 from symbatcher.run import ErrorHandling
 from symbatcher.scheduler import BatchScheduler
-from symbatcher.store.base import FAILED, RUNNING, SUCCEEDED, ItemRecord
+from symbatcher.store.base import FAILED, RUNNING, SUCCEEDED, ItemRecord, ModelUsage
 from symbatcher.store.codec import loads
 from symbatcher.store.pages import paged
 from symbatcher.store.snapshot import snapshot, write_snapshot
@@ -54,6 +54,7 @@ class ManagerStats:
     jobs: int | None
     jobs_done: int
     last_run: RunStats | None
+    models: dict[str, ModelUsage] = field(default_factory=dict)  # costliest first
 
     @property
     def done(self) -> int:
@@ -251,6 +252,7 @@ class BatchManager:
             jobs=None if total is None else -(-total // self.items_per_job),
             jobs_done=done,
             last_run=self._last,
+            models=store.usage_by_model(),
         )
 
     def results(self) -> Iterator[Any]:
