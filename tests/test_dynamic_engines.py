@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from symai import Expression, Symbol
@@ -21,7 +21,7 @@ from symai.backend.engines.neurosymbolic.deepseek.models import deepseek_model_s
 from symai.components import DynamicEngine
 from symai.functional import EngineRepository
 
-from symbatcher import BatchScheduler, Budget, Checkpoint, Cost, EngineBinding
+from symbatcher import Backoff, BatchScheduler, Budget, CallRetry, Checkpoint, Cost, EngineBinding
 from symbatcher.cli import main
 from symbatcher.dollars import usd
 from symbatcher.store import SQLiteStore
@@ -218,3 +218,38 @@ def test_the_command_line_says_what_each_model_cost(
         assert "  simulated: 20 calls, " in out
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
     assert own_answers([row["output"] for row in rows])
+
+
+def test_a_blocks_calls_are_retried_by_the_run_alone(deepseek: LocalServer) -> None:
+    """symai's transport retries each request twice on its own; under a CallRetry they are
+    off for a block's engine too, so one retry policy counts and spaces every try."""
+    deepseek.configure(error_rate=1.0)
+    retry = CallRetry(2, backoff=Backoff(initial=0.01, maximum=0.02), seed=1)
+    with use_engine(SimulatedEngine()):
+        results = BatchScheduler(hooks=[retry])(expr=TwoModels, dataset=items(6), num_workers=6)
+    assert results.stats.failed == 6
+    assert deepseek.stats()["requests"] == 12  # two tries each, not two times symai's three
+    assert retry.retries == 6
+    assert all("injected server error" in str(result) for result in results)
+
+
+class KeepsItsEngine(Expression):  # type: ignore[misc]
+    """Queries in a block and keeps the block's engine, to look at it after the run."""
+
+    engines: ClassVar[list[Any]] = []
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        with DynamicEngine(MODEL, api_key="test-key") as engine:
+            KeepsItsEngine.engines.append(engine)
+            return str(Symbol(input).query("Label"))
+
+
+def test_a_blocks_engine_has_symais_retries_back_after_each_call(deepseek: LocalServer) -> None:
+    KeepsItsEngine.engines = []
+    retry = CallRetry(2, backoff=Backoff(initial=0.01, maximum=0.02), seed=1)
+    with use_engine(SimulatedEngine()):
+        results = BatchScheduler(hooks=[retry])(
+            expr=KeepsItsEngine, dataset=items(8), num_workers=4
+        )
+    assert results.stats.failed == 0 and len(KeepsItsEngine.engines) == 8
+    assert all(engine.client_max_retries is None for engine in KeepsItsEngine.engines)

@@ -168,12 +168,14 @@ class CallRetry(Hook):
         self.retries = 0
         self.rate_limit_retries = 0
         self._engines: list[Any] = []
+        self._bound: set[int] = set()
         self._run: RunContext | None = None
 
     def on_start(self, run: RunContext) -> None:
         self._run = run
         # only those it holds: restoring one it was refused would release another's hold
         self._engines = [e for e in run.engines.values() if transport_retries.apply(e)]
+        self._bound = {id(e) for e in run.engines.values()}
 
     def on_end(self, run: RunContext) -> None:
         for engine in self._engines:
@@ -181,6 +183,17 @@ class CallRetry(Hook):
         self._engines = []
 
     def around_call(self, call: CallContext, proceed: Callable[[], Any]) -> Any:
+        # An engine the run did not bind (a DynamicEngine block's, made anew each time the
+        # block is entered) has symai's transport retries off for the call alone.
+        engine = call.engine
+        held = id(engine) not in self._bound and transport_retries.apply(engine)
+        try:
+            return self._tries(call, proceed)
+        finally:
+            if held:
+                transport_retries.restore(engine)
+
+    def _tries(self, call: CallContext, proceed: Callable[[], Any]) -> Any:
         failures = limited = 0
         while True:
             try:
