@@ -21,7 +21,16 @@ from symai.backend.engines.neurosymbolic.deepseek.models import deepseek_model_s
 from symai.components import DynamicEngine
 from symai.functional import EngineRepository
 
-from symbatcher import Backoff, BatchScheduler, Budget, CallRetry, Checkpoint, Cost, EngineBinding
+from symbatcher import (
+    Backoff,
+    BatchScheduler,
+    Budget,
+    CallRetry,
+    Checkpoint,
+    Cost,
+    EngineBinding,
+    http_clients,
+)
 from symbatcher.cli import main
 from symbatcher.dollars import usd
 from symbatcher.store import SQLiteStore
@@ -253,3 +262,37 @@ def test_a_blocks_engine_has_symais_retries_back_after_each_call(deepseek: Local
         )
     assert results.stats.failed == 0 and len(KeepsItsEngine.engines) == 8
     assert all(engine.client_max_retries is None for engine in KeepsItsEngine.engines)
+
+
+class OnWhichClient(Expression):  # type: ignore[misc]
+    """Queries in a block, then notes whether this worker has a client of its own for
+    blocks, and what the block's engine holds once the call is over."""
+
+    seen: ClassVar[list[tuple[bool, Any]]] = []
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        with DynamicEngine(MODEL, api_key="test-key") as engine:
+            answer = str(Symbol(input).query("Label"))
+        own = id(http_clients._for_blocks) in getattr(http_clients._local, "clients", {})
+        OnWhichClient.seen.append((own, engine.transport_client))
+        return answer
+
+
+@pytest.mark.parametrize("per_thread", [True, False])
+def test_a_blocks_calls_go_on_the_workers_own_client(
+    local_server: LocalServer, monkeypatch: pytest.MonkeyPatch, per_thread: bool
+) -> None:
+    """As the bound engines' do: symai's shared client costs CPU at many workers. Here
+    DeepSeek's URL itself points at the server, so the shared client is symai's own."""
+    from symai.backend.engines.neurosymbolic.deepseek import engine as deepseek_engine
+
+    url = f"{local_server.url}/v1/chat/completions"
+    monkeypatch.setattr(deepseek_engine, "DEEPSEEK_CHAT_COMPLETIONS_URL", url)
+    OnWhichClient.seen = []
+    with use_engine(SimulatedEngine()):
+        results = BatchScheduler(client_per_thread=per_thread)(
+            expr=OnWhichClient, dataset=items(12), num_workers=4
+        )
+    assert results.stats.failed == 0 and local_server.stats()["ok"] == 12
+    assert [own for own, _ in OnWhichClient.seen] == [per_thread] * 12
+    assert all(client is None for _, client in OnWhichClient.seen)  # symai's, after each call

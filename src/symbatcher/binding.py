@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from symbatcher.errors import EngineNotAvailableError
@@ -31,6 +31,7 @@ from symbatcher.symai_setup import import_symai
 if TYPE_CHECKING:
     from symbatcher.dispatch import Dispatcher
     from symbatcher.hooks.chain import HookChain
+    from symbatcher.overrides import EngineOverride
 
 logger = logging.getLogger("symbatcher")
 
@@ -40,19 +41,34 @@ _bound: dict[str, tuple[EngineBinding, int]] = {}
 
 
 class RunRoute:
-    """What a run's worker threads carry: the run's dispatcher, the engines it binds, and
-    the hooks that wrap each engine call (cost, raw answers), if any."""
+    """What a run's worker threads carry: the run's dispatcher, the engines it binds, the
+    hooks that wrap each engine call (cost, raw answers), if any, and what a DynamicEngine
+    block's engine is given for each call (``block_settings``: a worker's own HTTP client,
+    which the bound engines have for the whole run)."""
 
-    __slots__ = ("dispatcher", "engines", "hooks")
+    __slots__ = ("block_settings", "dispatcher", "engines", "hooks")
 
     def __init__(
-        self, dispatcher: Dispatcher, engines: frozenset[str], hooks: HookChain | None = None
+        self,
+        dispatcher: Dispatcher,
+        engines: frozenset[str],
+        hooks: HookChain | None = None,
+        block_settings: tuple[EngineOverride, ...] = (),
     ) -> None:
         self.dispatcher = dispatcher
         self.engines = engines
         self.hooks = hooks if hooks is not None and hooks.wraps_calls else None
+        self.block_settings = block_settings
 
     def submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
+        if binding.dynamic and self.block_settings:
+            with ExitStack() as stack:
+                for setting in self.block_settings:
+                    stack.enter_context(setting.held(binding.engine))
+                return self._submit(name, binding, argument)
+        return self._submit(name, binding, argument)
+
+    def _submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
         hooks, lane = self.hooks, binding.lane
         if hooks is None:
             return self.dispatcher.submit(lane, binding.executor, argument)
@@ -98,6 +114,7 @@ class EngineBinding:
         object.__setattr__(self, "_sb_engine", engine)
         object.__setattr__(self, "_sb_executor", executor or executor_for(engine))
         object.__setattr__(self, "_sb_lane", lane or name)  # the dispatcher's queue for it
+        object.__setattr__(self, "_sb_dynamic", False)  # a DynamicEngine block's engine
         # threads that started a run with this binding: their own calls (a program's,
         # between the results it consumes) are plainly not an item's
         object.__setattr__(self, "_sb_owners", set())
@@ -117,6 +134,13 @@ class EngineBinding:
     def lane(self) -> str:
         lane: str = self._sb_lane
         return lane
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether it stands in for a DynamicEngine block's engine (made per lookup), not
+        for an engine the run bound in the registry."""
+        dynamic: bool = self._sb_dynamic
+        return dynamic
 
     def executor_callback(self, argument: Any) -> Answer:
         """Queue the call in its run and block until its answer; outside runs, call directly."""
@@ -188,6 +212,7 @@ def dynamic_binding(engine: Any) -> Any:
         lane = f"{name} (dynamic {kind} at {id(engine):#x})"
     binding = EngineBinding(name, engine, executor, lane)
     object.__setattr__(binding, "_sb_warned", True)  # made for a run's thread only
+    object.__setattr__(binding, "_sb_dynamic", True)
     return binding
 
 

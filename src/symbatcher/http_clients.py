@@ -148,3 +148,12 @@ def _make(own: Any) -> Any:
 
 #: shared by overlapping runs: the last one to end puts ``None`` (symai's default) back
 client_per_thread = EngineOverride("transport_client", _make)
+
+#: one for every DynamicEngine block's engine (symai makes one each time a block is
+#: entered): a stand-in per engine would give each worker a client per item
+_for_blocks = ThreadClients()
+
+#: set on a block's engine for one call of a run's worker, then put back
+block_client_per_thread = EngineOverride(
+    "transport_client", lambda own: _for_blocks if own is None else UNCHANGED
+)

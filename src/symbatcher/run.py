@@ -36,7 +36,11 @@ from symbatcher.engine_lookup import dynamic_engines_routed
 from symbatcher.errors import DatasetError, HaltingError, RunCancelledError, error_chain
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
-from symbatcher.http_clients import client_per_thread, close_thread_clients
+from symbatcher.http_clients import (
+    block_client_per_thread,
+    client_per_thread,
+    close_thread_clients,
+)
 from symbatcher.interrupts import ctrl_c_held
 from symbatcher.pricing import model_of
 from symbatcher.results import ItemError, ItemPending, RunStats
@@ -267,7 +271,8 @@ class Run:
             )
             if self._hooks is not None:
                 self._start_hooks(self._dispatcher, {n: b.engine for n, b in bindings.items()})
-            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks)
+            blocks = (block_client_per_thread,) if self._client_per_thread else ()
+            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks, blocks)
             with ctrl_c_held():  # a thread half started would be miscounted
                 self._start_workers(route)
         except BaseException:
