@@ -255,3 +255,23 @@ def test_a_block_found_by_the_walk_routes_as_in_symai(engine: Any, fast: bool) -
     assert other.call_count == 20 and engine.call_count == 0
     assert results.stats.engine_calls == 20  # the run's calls, though not its bound engine's
     assert all(item in str(result) for item, result in zip(items, results, strict=True))
+
+
+class Nests(Expression):  # type: ignore[misc]
+    """Runs a scheduler of its own (no fast walk) inside the outer run's item."""
+
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        Looks.seen, Looks.fast = [], []
+        BatchScheduler(fast_lookup=False)(expr=Looks, dataset=["in"], num_workers=1)
+        return Looks.fast[0]
+
+
+@pytest.mark.parametrize("outer_fast", [True, False])
+def test_overlapping_runs_share_the_routing_and_count_the_fast_walk(
+    engine: Any, outer_fast: bool
+) -> None:
+    results = BatchScheduler(fast_lookup=outer_fast)(expr=Nests, dataset=["a"], num_workers=1)
+    assert list(results) == [int(outer_fast)]  # the inner run's queries saw the outer's count
+    assert all(getattr(m, "__wrapped__", None) is ORIGINAL for m in Looks.seen)
+    assert EngineRepository.get_dynamic_engine_instance is ORIGINAL
+    assert lookup._Fast.runs == 0
