@@ -33,7 +33,7 @@ from symbatcher import (
 )
 from symbatcher.cli import main
 from symbatcher.dollars import usd
-from symbatcher.store import SQLiteStore
+from symbatcher.store import ModelUsage, SQLiteStore
 from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
 from symbatcher.testing.hosted import hosted_engines_at
 from symbatcher.testing.server import LocalServer
@@ -73,6 +73,15 @@ def own_answers(results: Any, data: list[str] | None = None) -> bool:
     )
 
 
+def same_usage(ours: dict[str, ModelUsage], theirs: dict[str, ModelUsage]) -> bool:
+    """The same models, calls and tokens; the cost up to how the sums were rounded."""
+    return list(ours) == list(theirs) and all(
+        (ours[m].calls, ours[m].tokens) == (theirs[m].calls, theirs[m].tokens)
+        and ours[m].cost == pytest.approx(theirs[m].cost)
+        for m in ours
+    )
+
+
 def deepseek_cost(server: LocalServer) -> float:
     stats = server.stats()
     return float(
@@ -105,6 +114,10 @@ def test_a_blocks_calls_are_counted_and_costed_at_its_models_price(
         assert results.stats.calls_line() == "80 engine calls, each on its own (a plain engine)"
     assert results.stats.cost == pytest.approx(deepseek_cost(deepseek))
     assert results.stats.cost > 0
+    models = results.stats.models  # without a store too: the run's own figures
+    assert list(models) == [MODEL, "simulated"] and models[MODEL].calls == 40
+    assert models[MODEL].cost == pytest.approx(results.stats.cost)
+    assert results.stats.as_dict()["models"][MODEL]["calls"] == 40
 
 
 def test_a_budget_stops_a_run_whose_cost_is_in_blocks(deepseek: LocalServer) -> None:
@@ -188,6 +201,13 @@ def test_a_run_directory_keeps_what_each_model_used(deepseek: LocalServer, tmp_p
     assert used[MODEL].cost == pytest.approx(deepseek_cost(deepseek))
     assert used["simulated"].cost == 0.0
     assert results.stats.cost == pytest.approx(used[MODEL].cost)
+    assert same_usage(results.stats.models, used)
+    with use_engine(SimulatedEngine()):  # resumed: nothing to do, the figures carried over
+        again = BatchScheduler(hooks=[Checkpoint(tmp_path / "run"), Cost(FREE_SIM)])(
+            expr=TwoModels, dataset=items(30), num_workers=6
+        )
+    assert again.stats.restored == 30 and again.stats.engine_calls == 0
+    assert same_usage(again.stats.models, used)
 
 
 PIPELINE = f"""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import traceback as tb
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, overload
+
+from symbatcher.store.base import ModelUsage
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class RunStats:
     cost: float = 0.0  # USD, earlier runs of a resumed run included
     status: str = "new"
     stop_reason: str | None = None  # why no further item started (a budget, a halt)
+    #: each model's calls, tokens and cost (priced by a Cost hook), earlier runs of a
+    #: resumed run included, costliest first
+    models: dict[str, ModelUsage] = field(default_factory=dict)
 
     @property
     def mean_batch_size(self) -> float:
@@ -110,7 +115,7 @@ class RunStats:
     def calls_per_second(self) -> float:
         return self.engine_calls / self.wall_time if self.wall_time > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float | int | str | None]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "stop_reason": self.stop_reason,
@@ -131,6 +136,7 @@ class RunStats:
             "wall_time": round(self.wall_time, 4),
             "items_per_second": round(self.items_per_second, 2),
             "calls_per_second": round(self.calls_per_second, 2),
+            "models": {model: asdict(used) for model, used in self.models.items()},
         }
 
     def summary(self, spend: bool = True) -> str:

@@ -209,6 +209,7 @@ class Run:
             cost=ctx.spent if ctx else 0.0,
             status=self.status,
             stop_reason=ctx.stop_reason if ctx else None,
+            models=ctx.models_by_cost() if ctx else {},
             engine_calls=d.engine_calls if d else 0,
             plain_calls=d.plain_calls if d else 0,
             retried_calls=ctx.retried_calls if ctx else 0,

@@ -36,6 +36,8 @@ import_symai()
 
 from symai import Expression  # noqa: E402
 
+from symbatcher.store.base import ModelUsage  # noqa: E402
+
 if TYPE_CHECKING:
     from symbatcher.store.base import RunStore
 
@@ -147,6 +149,7 @@ class RunContext:
         self._on_stop: list[Callable[[], None]] = []
         self._idle = idle
         # totals, this process and restored from earlier ones
+        self.models: dict[str, ModelUsage] = {}  # each model's calls, earlier runs included
         self.restored = 0
         self.done = 0
         self.succeeded = 0
@@ -169,6 +172,28 @@ class RunContext:
             self.prompt_tokens += record.prompt_tokens
             self.completion_tokens += record.completion_tokens
             self.spent += record.cost
+            if record.model is not None:
+                self._add_model(
+                    record.model,
+                    ModelUsage(1, record.prompt_tokens, record.completion_tokens, record.cost),
+                )
+
+    def _add_model(self, model: str, used: ModelUsage) -> None:
+        was = self.models.get(model)
+        if was is not None:
+            used = ModelUsage(
+                was.calls + used.calls,
+                was.prompt_tokens + used.prompt_tokens,
+                was.completion_tokens + used.completion_tokens,
+                was.cost + used.cost,
+            )
+        self.models[model] = used
+
+    def models_by_cost(self) -> dict[str, ModelUsage]:
+        """Each model's calls and figures so far, earlier runs included, costliest first."""
+        with self._lock:
+            ranked = sorted(self.models.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))
+        return dict(ranked)
 
     def item_started(self) -> None:
         with self._lock:
@@ -199,9 +224,12 @@ class RunContext:
         prompt_tokens: int,
         completion_tokens: int,
         items: int,
+        models: dict[str, ModelUsage] | None = None,
     ) -> None:
         """Seed the totals with what earlier runs on the same store did and spent."""
         with self._lock:
+            for model, used in (models or {}).items():
+                self._add_model(model, used)
             self.restored = succeeded + failed
             self.done += succeeded + failed
             self.succeeded += succeeded

@@ -172,6 +172,7 @@ class Checkpoint(Hook):
             prompt_tokens=totals.prompt_tokens,
             completion_tokens=totals.completion_tokens,
             items=totals.finished,
+            models=self.store.usage_by_model(),
         )
         run.restorable = self._finished is not None
         if run.replay_restored and self._finished is not None:
