@@ -173,11 +173,13 @@ def main() -> None:
             ours, pool = best_of(ours_runs, **BEST), best_of(pool_runs, **BEST)
             demanded = workers / args.latency
             flag = "" if demanded > ceiling["calls_per_s"] / 4 else " (target 0.9)"
+            # a plain engine gets each call on its own: no batches, so no fill
+            fill = f"{ours['fill']:.2f}" if ours["batches"] else "-"
             print(
                 f"| {engine} | {calls} | {workers} | {batch} | {args.n / ours['wall']:.0f} "
                 f"| {ours['calls_per_s']:.0f} | {ideal:.2f} | {ideal / ours['wall']:.2f}{flag} "
                 f"| {ideal / pool['wall']:.2f} | {pool['threads']} | {ours['cpu_per_call_us']:.0f} "
-                f"| {pool['cpu_per_call_us']:.0f} | {ours['fill']:.2f} | {ours['rss_mb']:.0f} |",
+                f"| {pool['cpu_per_call_us']:.0f} | {fill} | {ours['rss_mb']:.0f} |",
                 flush=True,
             )
     if args.stream_n:
