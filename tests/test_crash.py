@@ -76,6 +76,15 @@ def _check_resume(run_dir: Path, log: Path, killed: subprocess.Popen[str]) -> No
     in_flight = 2 * WORKERS
     assert sum(first.values()) - len(done_at_kill) <= in_flight
     assert sum(first.values()) + sum(second.values()) <= N + in_flight
+    # each model's figures commit with the items' own: the same tokens, crash or not
+    conn = sqlite3.connect(run_dir / "state.sqlite")
+    try:
+        items = conn.execute("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM items")
+        models = conn.execute("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM models")
+        assert items.fetchone() == models.fetchone()
+        assert conn.execute("SELECT SUM(calls) FROM models").fetchone()[0] >= N
+    finally:
+        conn.close()
 
 
 def test_sigterm_stops_a_cli_run_with_every_paid_call_recorded(tmp_path: Path) -> None:
