@@ -122,6 +122,11 @@ class PriceBook:
         self._found: dict[str, ModelPricing | None] = {}
         self._lock = threading.Lock()
 
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The models the user named a price for."""
+        return tuple(self._user)
+
     def price(self, model: str | None, engine: Any = None) -> ModelPricing | None:
         if model is None:
             return self._default

@@ -47,6 +47,25 @@ def test_cost_per_item_and_run(engine: SimulatedEngine) -> None:
     assert results.stats.cost == pytest.approx(expected)
 
 
+def test_a_price_for_a_model_no_call_came_from_is_named(
+    engine: SimulatedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    prices = {"simulated": (1.0, 2.0), "gpt-4o": (2.5, 10.0), "sim": (1.0, 1.0)}
+    cost = Cost(prices)
+    with caplog.at_level("WARNING", logger="symbatcher"):
+        BatchScheduler(hooks=[cost])(expr=TestExpression, dataset=["a", "b"], num_workers=2)
+    warned = [r.getMessage() for r in caplog.records if "a price was given" in r.getMessage()]
+    assert warned == [
+        "symbatcher: a price was given for 'gpt-4o', 'sim', but no call of this run came "
+        "from them; its calls came from 'simulated' (a price applies to the model's exact name)"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="symbatcher"):  # every price used: nothing said
+        BatchScheduler(hooks=[Cost(PRICES)])(expr=TestExpression, dataset=["a"], num_workers=1)
+        BatchScheduler(hooks=[cost])(expr=TestExpression, dataset=[], num_workers=1)  # no calls
+    assert not [r for r in caplog.records if "a price was given" in r.getMessage()]
+
+
 def test_a_budget_stops_new_items_and_leaves_the_rest_pending(
     tmp_path: Path, engine: SimulatedEngine
 ) -> None:

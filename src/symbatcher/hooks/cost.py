@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from symbatcher.errors import HaltingError
-from symbatcher.hooks.base import CallContext, Hook
+from symbatcher.hooks.base import CallContext, Hook, RunContext
 from symbatcher.pricing import PriceBook, PriceLike, cost_of, model_of, usage_of
 
 logger = logging.getLogger("symbatcher")
@@ -39,7 +39,27 @@ class Cost(Hook):
         self.book = PriceBook(prices, default)
         self.strict = strict
         self._warned: set[str] = set()
+        self._seen: set[str] = set()  # the models this run's calls came from
         self._lock = threading.Lock()
+
+    def on_start(self, run: RunContext) -> None:
+        with self._lock:
+            self._seen.clear()  # a hook may serve several runs, one after another
+
+    def on_end(self, run: RunContext) -> None:
+        """A price given for a model no call came from is most likely a misspelt name
+        (``gpt-4o`` for ``openai:gpt-4o``), while the calls went at another price."""
+        with self._lock:
+            seen = sorted(self._seen)
+        unused = [model for model in self.book.given if model not in self._seen]
+        if unused and seen:
+            logger.warning(
+                "symbatcher: a price was given for %s, but no call of this run came from "
+                "%s; its calls came from %s (a price applies to the model's exact name)",
+                ", ".join(map(repr, unused)),
+                "it" if len(unused) == 1 else "them",
+                ", ".join(map(repr, seen)),
+            )
 
     def around_call(self, call: CallContext, proceed: Callable[[], Any]) -> Any:
         answer = proceed()
@@ -51,6 +71,9 @@ class Cost(Hook):
         record.prompt_tokens = usage.prompt_tokens
         record.completion_tokens = usage.completion_tokens
         model = record.model = model_of(call.engine, metadata)
+        if model is not None and model not in self._seen:
+            with self._lock:
+                self._seen.add(model)
         price = self.book.price(model, call.engine)
         if price is not None:
             record.cost = cost_of(usage, price)
