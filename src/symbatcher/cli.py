@@ -13,12 +13,14 @@ from typing import Any
 from symbatcher.cli_batch import (
     add_commands,
     config_schema_command,
+    engine_of,
     engine_options,
     export_command,
     only_with_url,
     positive,
     retry_command,
     run_command,
+    run_engine,
     serve_command,
     status_command,
 )
@@ -176,14 +178,13 @@ def _demo(args: argparse.Namespace) -> int:
     only_with_url(args)
     total = min(args.items, demo_size()) if args.items else demo_size()
     with ExitStack() as stack:
-        if args.engine_url:
-            from symbatcher.local import serving
-
-            stack.enter_context(
-                serving(args.engine_url, args.engine_kind, timeout=args.engine_timeout)
-            )
+        if args.engine_url or args.model:
+            stack.enter_context(run_engine(engine_of(args)))
             print(
-                f"engine: symai's {args.engine_kind} engine at {args.engine_url}", file=sys.stderr
+                f"engine: symai's {args.engine_kind} engine at {args.engine_url}"
+                if args.engine_url
+                else f"engine: symai's engine for {args.model}",
+                file=sys.stderr,
             )
         elif args.engine == "symai":
             print("engine: symai's configured 'neurosymbolic' engine", file=sys.stderr)

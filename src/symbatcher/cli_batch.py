@@ -42,6 +42,9 @@ OPTION_OF = {
     "engine.rpm": "--rpm",
     "engine.tpm": "--tpm",
     "engine.max_concurrency": "--max-concurrency",
+    "engine.model": "--model",
+    "engine.api_key_env": "--api-key-env",
+    "engine": "the engine options",  # a rule across them (url or model, say)
 }
 
 
@@ -134,7 +137,10 @@ def add_commands(commands: Any) -> None:
         help="budget in USD over all runs of the dir (default: the run's)",
     )
     engine_options(
-        retry, "send the calls to this server instead (a server that moved, say)", kind=False
+        retry,
+        "send the calls to this server instead (a server that moved, say)",
+        kind=False,
+        hosted=False,
     )
 
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
@@ -178,9 +184,11 @@ def engine_options(
     *,
     kind: bool = True,
     kind_default: str | None = "vllm",
+    hosted: bool = True,
 ) -> None:
     """``--engine-url``, ``--engine-kind`` and ``--engine-timeout``: a self-hosted server
-    and symai's own engine for it, the same in every command that calls an engine."""
+    and symai's own engine for it; ``--model`` and ``--api-key-env``: a hosted model by
+    symai's name for it. The same in every command that calls an engine."""
     parser.add_argument("--engine-url", type=server_url, help=url_help)
     if kind:
         parser.add_argument(
@@ -189,12 +197,26 @@ def engine_options(
             default=kind_default,
             help="the server behind --engine-url (vllm)",
         )
+    if hosted:
+        parser.add_argument(
+            "--model",
+            help="instead: a hosted model by symai's name for it, e.g. "
+            "deepseek:deepseek-v4-flash or openai:gpt-4o-mini (symai's engine for it, no "
+            "symai config needed)",
+        )
+        parser.add_argument(
+            "--api-key-env",
+            metavar="VAR",
+            help="the environment variable holding --model's API key (default: the "
+            "provider's, e.g. DEEPSEEK_API_KEY); the key is never written anywhere",
+        )
     parser.add_argument("--engine-timeout", type=timeout_seconds, help=TIMEOUT_HELP)
 
 
 TIMEOUT_HELP = (
-    "seconds a request to --engine-url may take before it fails and is retried (default "
-    "600; symai's own client would wait on a stalled server forever)"
+    "seconds a request to --engine-url (or --model's provider) may take before it fails "
+    "and is retried (--engine-url's default 600; symai's own client would wait on a "
+    "stalled server forever)"
 )
 
 
@@ -217,12 +239,29 @@ timeout_seconds = positive_number("seconds")
 
 
 def only_with_url(args: argparse.Namespace) -> None:
-    """``--engine-timeout`` is for the server of ``--engine-url``; alone it would do nothing."""
-    if args.engine_timeout is not None and not args.engine_url:
+    """The engine options that name the engine go one at a time, and those for it with it:
+    alone they would do nothing."""
+    model = getattr(args, "model", None)
+    if args.engine_url and model:
+        raise CommandError("--engine-url and --model each name the engine; give one")
+    if args.engine_timeout is not None and not args.engine_url and not model:
         raise CommandError(
-            "--engine-timeout applies to --engine-url's server; symai's configured engines "
-            "take theirs from symai's config"
+            "--engine-timeout applies to --engine-url's server or --model's provider; "
+            "symai's configured engines take theirs from symai's config"
         )
+    if getattr(args, "api_key_env", None) and not model:
+        raise CommandError("--api-key-env names the variable with --model's API key")
+
+
+def engine_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine a command's options name, as a run config's ``engine`` holds it."""
+    return {
+        "url": args.engine_url,
+        "kind": getattr(args, "engine_kind", None),
+        "model": getattr(args, "model", None),
+        "api_key_env": getattr(args, "api_key_env", None),
+        "timeout": args.engine_timeout,
+    }
 
 
 def positive(text: str) -> int:
@@ -234,7 +273,8 @@ def positive(text: str) -> int:
 
 def option_of(key: str) -> str:
     """The command-line option of a run config key (``engine.url`` -> ``--engine-url``)."""
-    named = OPTION_OF.get(key) or OPTION_OF.get(key.split(".")[0])
+    head = key.split(".")[0]
+    named = OPTION_OF.get(key) or (OPTION_OF.get(head) if head in ("params", "prices") else None)
     return named or "--" + key.replace("_", "-").replace(".", "-")
 
 
@@ -427,6 +467,16 @@ def run_engine(engine: dict[str, Any]) -> Iterator[None]:
         with serving(engine["url"], kind, names, timeout=engine.get("timeout")):
             yield
         return
+    if engine.get("model"):
+        from symbatcher.local import registered
+        from symbatcher.providers import hosted_engine
+
+        built = hosted_engine(
+            engine["model"], key_env=engine.get("api_key_env"), timeout=engine.get("timeout")
+        )
+        with registered(built, names):
+            yield
+        return
     for name in names:
         available_engine(name)
     yield
@@ -588,9 +638,7 @@ def _settings(args: argparse.Namespace) -> Any:
     merged["prices"] = {**merged["prices"], **dict(args.price or [])}
     merged["params"] = {**merged["params"], **dict(args.param or [])}
     engine = {
-        "url": args.engine_url,
-        "kind": args.engine_kind,
-        "timeout": args.engine_timeout,
+        **engine_of(args),
         "rpm": args.rpm,
         "tpm": args.tpm,
         "max_concurrency": args.max_concurrency,
@@ -788,14 +836,12 @@ def serve_command(args: argparse.Namespace) -> int:
     default_price = None
     with ExitStack() as stack:
         stack.enter_context(_service_log())
-        if args.engine_url:
-            from symbatcher.local import serving
+        if args.engine_url or args.model:
             from symbatcher.pricing import FREE
 
-            stack.enter_context(
-                serving(args.engine_url, args.engine_kind, timeout=args.engine_timeout)
-            )
-            default_price = FREE  # a self-hosted server: no per-token bill
+            stack.enter_context(run_engine(engine_of(args)))
+            if args.engine_url:
+                default_price = FREE  # a self-hosted server: no per-token bill
         serve(
             args.dir,
             host=args.host,
@@ -889,10 +935,13 @@ def _retried_with(command: dict[str, Any], args: argparse.Namespace) -> dict[str
     for key, value in (("url", args.engine_url), ("timeout", args.engine_timeout)):
         if value is not None:
             engine[key] = value
-    if engine.get("timeout") is not None and not engine.get("url"):
+    if args.engine_url is not None:
+        engine.pop("model", None)  # the server named now answers instead
+        engine.pop("api_key_env", None)
+    if engine.get("timeout") is not None and not engine.get("url") and not engine.get("model"):
         raise CommandError(
-            "--engine-timeout is for a server at --engine-url, and this run had none; "
-            "symai's configured engines take theirs from symai's config"
+            "--engine-timeout is for a server at --engine-url or a --model's provider, and "
+            "this run had neither; symai's configured engines take theirs from symai's config"
         )
     return {**command, "engine": engine}
 

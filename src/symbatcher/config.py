@@ -68,10 +68,21 @@ class EngineSettings(BaseModel):
     kind: Literal["vllm", "llamacpp"] = Field(
         default="vllm", description="which of symai's engines talks to `url`"
     )
+    model: str | None = Field(
+        default=None,
+        description="a hosted model by symai's name for it, e.g. deepseek:deepseek-v4-flash "
+        "or openai:gpt-4o-mini: symai's engine for it under `names` for the run, instead of "
+        "the engine symai's config names (its key from `api_key_env`)",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="the environment variable holding `model`'s API key (default: the "
+        "provider's, e.g. DEEPSEEK_API_KEY); the key itself is never stored",
+    )
     timeout: PositiveFloat | None = Field(
         default=None,
-        description="seconds a request to `url` may take (default 600; symai's own client "
-        "has no limit)",
+        description="seconds a request to `url` (default 600; symai's own client has no "
+        "limit) or to `model`'s provider may take",
     )
 
     @field_validator("url")
@@ -81,13 +92,28 @@ class EngineSettings(BaseModel):
             server_address(url)  # a ValueError names the URL
         return url
 
+    @field_validator("model")
+    @classmethod
+    def _a_known_model(cls, model: str | None) -> str | None:
+        from symbatcher.providers import model_problem
+
+        if model is not None and (problem := model_problem(model)):
+            raise ValueError(problem)
+        return model
+
     @model_validator(mode="after")
     def _timeout_for_a_url(self) -> EngineSettings:
-        if self.timeout is not None and self.url is None:
+        if self.url is not None and self.model is not None:
             raise ValueError(
-                "timeout is for the server at url (--engine-timeout for --engine-url); "
-                "symai's configured engines take theirs from symai's config"
+                "url (--engine-url) and model (--model) each name the run's engine; give one"
             )
+        if self.timeout is not None and self.url is None and self.model is None:
+            raise ValueError(
+                "timeout is for the server at url (--engine-timeout for --engine-url) or "
+                "model's provider; symai's configured engines take theirs from symai's config"
+            )
+        if self.api_key_env is not None and self.model is None:
+            raise ValueError("api_key_env (--api-key-env) is for model (--model)")
         return self
 
 
