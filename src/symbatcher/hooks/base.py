@@ -36,7 +36,7 @@ import_symai()
 
 from symai import Expression  # noqa: E402
 
-from symbatcher.store.base import ModelUsage  # noqa: E402
+from symbatcher.store.base import ModelUsage, costliest_first  # noqa: E402
 
 if TYPE_CHECKING:
     from symbatcher.store.base import RunStore
@@ -173,27 +173,13 @@ class RunContext:
             self.completion_tokens += record.completion_tokens
             self.spent += record.cost
             if record.model is not None:
-                self._add_model(
-                    record.model,
-                    ModelUsage(1, record.prompt_tokens, record.completion_tokens, record.cost),
-                )
-
-    def _add_model(self, model: str, used: ModelUsage) -> None:
-        was = self.models.get(model)
-        if was is not None:
-            used = ModelUsage(
-                was.calls + used.calls,
-                was.prompt_tokens + used.prompt_tokens,
-                was.completion_tokens + used.completion_tokens,
-                was.cost + used.cost,
-            )
-        self.models[model] = used
+                call = ModelUsage(1, record.prompt_tokens, record.completion_tokens, record.cost)
+                self.models[record.model] = self.models.get(record.model, ModelUsage()) + call
 
     def models_by_cost(self) -> dict[str, ModelUsage]:
         """Each model's calls and figures so far, earlier runs included, costliest first."""
         with self._lock:
-            ranked = sorted(self.models.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))
-        return dict(ranked)
+            return costliest_first(self.models)
 
     def item_started(self) -> None:
         with self._lock:
@@ -229,7 +215,7 @@ class RunContext:
         """Seed the totals with what earlier runs on the same store did and spent."""
         with self._lock:
             for model, used in (models or {}).items():
-                self._add_model(model, used)
+                self.models[model] = self.models.get(model, ModelUsage()) + used
             self.restored = succeeded + failed
             self.done += succeeded + failed
             self.succeeded += succeeded

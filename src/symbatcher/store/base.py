@@ -52,6 +52,21 @@ class ModelUsage:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: ModelUsage) -> ModelUsage:
+        return ModelUsage(
+            self.calls + other.calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost + other.cost,
+        )
+
+
+def costliest_first(models: dict[str, ModelUsage]) -> dict[str, ModelUsage]:
+    """Where the money went first: by cost, then calls, then name (as the SQLite store
+    orders them)."""
+    ranked = sorted(models.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))
+    return dict(ranked)
+
 
 @dataclass(frozen=True)
 class StoreTotals:
@@ -143,8 +158,9 @@ class RunStore(ABC):
 
     @abstractmethod
     def usage_by_model(self) -> dict[str, ModelUsage]:
-        """The calls each model answered, and their figures, over all processes (calls
-        whose model was not known, and those of a store before 0.7.5, are in none)."""
+        """The calls each model answered, and their figures, over all processes, costliest
+        first (calls whose model was not known, and those of a store before 0.7.5, are in
+        none)."""
 
     def __enter__(self) -> RunStore:
         self.open()

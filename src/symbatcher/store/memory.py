@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from symbatcher.store.base import FINISHED, ItemRecord, ModelUsage, RunStore, StoreTotals
+from symbatcher.store.base import (
+    FINISHED,
+    ItemRecord,
+    ModelUsage,
+    RunStore,
+    StoreTotals,
+    costliest_first,
+)
 
 #: records copied per hold of the lock
 CHUNK = 512
@@ -72,17 +79,12 @@ class MemoryStore(RunStore):
             row.completion_tokens += completion_tokens
             row.cost += cost
             if model is not None:
-                was = self._models.get(model, ModelUsage())
-                self._models[model] = ModelUsage(
-                    was.calls + 1,
-                    was.prompt_tokens + prompt_tokens,
-                    was.completion_tokens + completion_tokens,
-                    was.cost + cost,
-                )
+                call = ModelUsage(1, prompt_tokens, completion_tokens, cost)
+                self._models[model] = self._models.get(model, ModelUsage()) + call
 
     def usage_by_model(self) -> dict[str, ModelUsage]:
         with self._lock:
-            return dict(self._models)
+            return costliest_first(self._models)
 
     def item_finished(self, record: ItemRecord) -> Future[None]:
         with self._lock:
