@@ -1051,8 +1051,8 @@ def test_engine_timeout_without_a_server_is_refused(
     run = ["run", f"{pipelines}:Echo", "in.jsonl", "--run-dir", "run", "--engine-timeout", "5"]
     assert main(run) == 2
     assert "--engine-timeout for --engine-url" in capsys.readouterr().err
-    assert main(["serve", "--dir", "svc", "--engine-timeout", "5"]) == 2
-    assert "--engine-timeout applies to --engine-url" in capsys.readouterr().err
+    assert main(["serve", "--dir", "svc", "--engine-timeout", "5"]) == 2  # the same rule
+    assert "--engine-timeout for --engine-url" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "svc").exists()
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from symbatcher.cli_batch import (
     add_commands,
+    check_engine_options,
     config_schema_command,
     engine_of,
     engine_options,
     export_command,
-    only_with_url,
     positive,
     retry_command,
     run_command,
@@ -175,7 +175,7 @@ def _demo(args: argparse.Namespace) -> int:
     from symbatcher.demo import ReviewDigest, demo_reviews, demo_size
     from symbatcher.testing import SimulatedBatchEngine, SimulatedEngine, use_engine
 
-    only_with_url(args)
+    check_engine_options(args)
     total = min(args.items, demo_size()) if args.items else demo_size()
     with ExitStack() as stack:
         if args.engine_url or args.model:

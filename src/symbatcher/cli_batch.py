@@ -238,19 +238,24 @@ def positive_number(unit: str) -> Callable[[str], float]:
 timeout_seconds = positive_number("seconds")
 
 
-def only_with_url(args: argparse.Namespace) -> None:
-    """The engine options that name the engine go one at a time, and those for it with it:
-    alone they would do nothing."""
-    model = getattr(args, "model", None)
-    if args.engine_url and model:
-        raise CommandError("--engine-url and --model each name the engine; give one")
-    if args.engine_timeout is not None and not args.engine_url and not model:
-        raise CommandError(
-            "--engine-timeout applies to --engine-url's server or --model's provider; "
-            "symai's configured engines take theirs from symai's config"
-        )
-    if getattr(args, "api_key_env", None) and not model:
-        raise CommandError("--api-key-env names the variable with --model's API key")
+def check_engine_options(args: argparse.Namespace) -> None:
+    """The engine options by the run config's own rules (one engine named, a timeout or a
+    key variable only with what they are for, a model symai knows), for the commands that
+    take them without a run config."""
+    from pydantic import ValidationError
+
+    from symbatcher.config import EngineSettings, problems
+
+    given = {key: value for key, value in engine_of(args).items() if value is not None}
+    try:
+        EngineSettings.model_validate(given)
+    except ValidationError as exc:
+        raise CommandError(problems(exc, _engine_option)) from None
+
+
+def _engine_option(key: str) -> str:
+    """The option of an ``EngineSettings`` key; its rules across keys are the engine's."""
+    return option_of("engine" if key == "(top)" else f"engine.{key}")
 
 
 def engine_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -825,7 +830,7 @@ def serve_command(args: argparse.Namespace) -> int:
         raise CommandError(
             f"the service needs the server extra: pip install 'symbatcher[server]' ({exc})"
         ) from None
-    only_with_url(args)
+    check_engine_options(args)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
     for module in args.imports:  # here, to name a bad one without a traceback
