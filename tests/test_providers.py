@@ -52,7 +52,7 @@ def test_a_model_is_named_with_its_provider() -> None:
     assert "deepseek:..." in bare and "openai:..." in bare  # the providers symai knows
     assert "did you mean" not in (model_problem("no-such-model-at-all") or "")
     assert key_variable(MODEL) == "DEEPSEEK_API_KEY"
-    assert key_variable("openai:gpt-4o-mini") == "OPENAI_API_KEY"
+    assert key_variable("openai:gpt-5.4-mini") == "OPENAI_API_KEY"
 
 
 def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

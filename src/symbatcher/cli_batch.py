@@ -201,7 +201,7 @@ def engine_options(
         parser.add_argument(
             "--model",
             help="instead: a hosted model by symai's name for it, e.g. "
-            "deepseek:deepseek-v4-flash or openai:gpt-4o-mini (symai's engine for it, no "
+            "deepseek:deepseek-v4-flash or openai:gpt-5.4-mini (symai's engine for it, no "
             "symai config needed)",
         )
         parser.add_argument(

@@ -71,7 +71,7 @@ class EngineSettings(BaseModel):
     model: str | None = Field(
         default=None,
         description="a hosted model by symai's name for it, e.g. deepseek:deepseek-v4-flash "
-        "or openai:gpt-4o-mini: symai's engine for it under `names` for the run, instead of "
+        "or openai:gpt-5.4-mini: symai's engine for it under `names` for the run, instead of "
         "the engine symai's config names (its key from `api_key_env`)",
     )
     api_key_env: str | None = Field(

@@ -1,7 +1,7 @@
 """symai's engine for a hosted model named on the command line, its key from the environment.
 
 symai 2.x names hosted models with their provider (``deepseek:deepseek-v4-flash``,
-``openai:gpt-4o-mini``, ``anthropic:claude-sonnet-5``) and builds the engine for one in
+``openai:gpt-5.4-mini``, ``anthropic:claude-sonnet-4-5``) and builds the engine for one in
 ``DynamicEngine``; its configured engine comes from ``symai.config.json``. A batch that
 names its model on the command line (``symbatcher run --model ...``) gets the same engine
 symai would build, registered for the run only, with the key read from an environment

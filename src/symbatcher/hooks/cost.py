@@ -48,7 +48,7 @@ class Cost(Hook):
 
     def on_end(self, run: RunContext) -> None:
         """A price given for a model no call came from is most likely a misspelt name
-        (``gpt-4o`` for ``openai:gpt-4o``), while the calls went at another price."""
+        (``gpt-5.4-mini`` for ``openai:gpt-5.4-mini``), while the calls went at another price."""
         with self._lock:
             seen = sorted(self._seen)
         unused = [model for model in self.book.given if model not in self._seen]
