@@ -30,8 +30,9 @@ from symbatcher.interrupts import Terminated, sigterm_raises
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
-    "the prompt; no network, no key). Run against your configured provider with --engine symai, "
-    "or a self-hosted vLLM or llama.cpp server with --engine-url URL."
+    "the prompt; no network, no key). Run against a hosted model with --model PROVIDER:MODEL "
+    "(its key in the provider's variable, e.g. DEEPSEEK_API_KEY), your configured provider "
+    "with --engine symai, or a self-hosted vLLM or llama.cpp server with --engine-url URL."
 )
 
 
