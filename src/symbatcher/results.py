@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import traceback as tb
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, overload
 
-from symbatcher.store.base import ModelUsage
+from symbatcher.store.base import ModelUsage, models_json
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class RunStats:
             "wall_time": round(self.wall_time, 4),
             "items_per_second": round(self.items_per_second, 2),
             "calls_per_second": round(self.calls_per_second, 2),
-            "models": {model: asdict(used) for model, used in self.models.items()},
+            "models": models_json(self.models),
         }
 
     def summary(self, spend: bool = True) -> str:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -308,12 +307,13 @@ def _result_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
 
 def _models(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Each model's calls, tokens and cost in the job so far (costliest first)."""
+    from symbatcher.store.base import models_json
     from symbatcher.store.sqlite import SQLiteStore
 
     store = SQLiteStore(run_dir)
     if not store.path.is_file():
         return {}
-    return {model: asdict(used) for model, used in store.usage_by_model().items()}
+    return models_json(store.usage_by_model())
 
 
 def _csv_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:

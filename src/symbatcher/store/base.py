@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
@@ -59,6 +59,11 @@ class ModelUsage:
             self.completion_tokens + other.completion_tokens,
             self.cost + other.cost,
         )
+
+
+def models_json(models: dict[str, ModelUsage]) -> dict[str, dict[str, Any]]:
+    """Each model's figures as JSON holds them (a snapshot, the service, ``RunStats``)."""
+    return {model: asdict(used) for model, used in models.items()}
 
 
 def costliest_first(models: dict[str, ModelUsage]) -> dict[str, ModelUsage]:

@@ -7,11 +7,10 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from symbatcher.store.base import FAILED, PENDING, RUNNING, SUCCEEDED, RunStore
+from symbatcher.store.base import FAILED, PENDING, RUNNING, SUCCEEDED, RunStore, models_json
 from symbatcher.store.pages import paged
 from symbatcher.store.sqlite import SQLiteStore
 
@@ -127,7 +126,7 @@ def snapshot(store: RunStore) -> dict[str, Any]:
 def _models(store: RunStore) -> dict[str, dict[str, Any]]:
     """Each model's calls and figures (costliest first): where a run that switches models
     spent its money."""
-    return {model: asdict(used) for model, used in store.usage_by_model().items()}
+    return models_json(store.usage_by_model())
 
 
 def write_snapshot(store: RunStore, out: TextIO) -> None:
