@@ -64,3 +64,7 @@ def error_chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+class CommandError(SymbatcherError):
+    """A command (or a service job) cannot start: the message says what to change."""

@@ -141,7 +141,7 @@ class JobWorker:
         return self.queue.get(job.id)
 
     def _run(self, job: Job) -> tuple[JobState, str | None, dict[str, Any] | None]:
-        from symbatcher.cli_batch import bound_expression
+        from symbatcher.expression_loader import bound_expression
         from symbatcher.hooks import Budget, Checkpoint, Cost, Progress, ProgressEvent
         from symbatcher.scheduler import BatchScheduler
 

@@ -1,10 +1,9 @@
-"""``symbatcher run/status/retry/export`` end to end, on the simulated engine."""
+"""``symbatcher run`` end to end, on the simulated engine and the local server."""
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import os
 import re
@@ -22,75 +21,7 @@ from symbatcher.dispatch import Dispatcher
 from symbatcher.store.lock import RunLock
 from symbatcher.testing import SimulatedEngine
 from symbatcher.testing.server import LocalServer
-
-_names = itertools.count()
-
-PIPELINES = """
-import os
-
-from symai import Expression, Symbol
-
-
-class Echo(Expression):
-    def forward(self, input, **kwargs):
-        return Symbol(str(input)).query("Summarize")
-
-
-class Named(Expression):
-    def forward(self, review, **kwargs):
-        return Symbol(review["text"]).query("Summarize")
-
-
-class Interrupted(Expression):
-    def forward(self, input, **kwargs):
-        if input == "item-3" and os.path.exists("interrupt"):
-            raise KeyboardInterrupt  # as a Ctrl-C would
-        return Symbol(str(input)).query("Summarize")
-
-
-class Styled(Expression):
-    def __init__(self, style, **kwargs):
-        super().__init__(**kwargs)
-        self.style = style
-
-    def forward(self, input, tone="plain", **kwargs):
-        return Symbol(str(input)).query(f"{self.style}, {tone}")
-
-
-class Keyless(Expression):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        raise RuntimeError("MY_TOOL_KEY is not set")
-
-
-class Blocked(Expression):
-    def forward(self, input, **kwargs):
-        if os.path.exists("blocked"):
-            raise RuntimeError("blocked")
-        return Symbol(str(input)).query("Summarize")
-"""
-
-
-@pytest.fixture
-def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A module of expressions in the working directory, as a user would have it."""
-    name = f"pipelines_{next(_names)}"
-    (tmp_path / f"{name}.py").write_text(PIPELINES, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return name
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def write_jsonl(path: Path, items: list[object], bad_after: int | None = None) -> Path:
-    rows = [json.dumps(item) for item in items]
-    if bad_after is not None:
-        rows.insert(bad_after, "{broken")
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return path
+from tests.cli.pipelines import PIPELINES, lines, module_numbers, write_jsonl
 
 
 def test_run_writes_ordered_results_and_resumes_without_calling_again(
@@ -147,41 +78,6 @@ def test_bad_input_can_be_recorded_as_failed_items(
     assert "line 2" in rows[1]["error"]["message"]  # type: ignore[index]
 
 
-def test_retry_reads_a_fixed_bad_record_again(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path
-) -> None:
-    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=1)
-    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--on-bad-line", "skip"]
-    assert main(run) == 1
-    assert main(["retry", "run"]) == 1  # still bad: fails again, with no engine call
-    assert engine.call_count == 3
-    assert main(["export", "run"]) == 0
-    failed = lines(tmp_path / "run" / "results.jsonl")[1]
-    assert "line 2: not valid JSON" in failed["error"]["message"]  # type: ignore[index]
-    write_jsonl(data, ["a", "fixed", "b", "c"])  # the user fixes the line in place
-    assert main(["retry", "run"]) == 0
-    assert engine.call_count == 4
-    assert main(["export", "run"]) == 0
-    rows = lines(tmp_path / "run" / "results.jsonl")
-    assert [r["status"] for r in rows] == ["succeeded"] * 4
-    assert rows[1]["input"] == "fixed" and "fixed" in str(rows[1]["output"])
-
-
-def test_retry_refuses_bad_records_of_data_that_moved(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"], bad_after=1)
-    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--on-bad-line", "skip"]
-    assert main(run) == 1
-    write_jsonl(data, ["a", "b", "c"])  # the bad line deleted: every later record moved
-    assert main(["retry", "run"]) == 2
-    assert "now has 3 records where the run read 4" in capsys.readouterr().err
-    data.unlink()
-    assert main(["retry", "run"]) == 2
-    assert "which is gone" in capsys.readouterr().err
-    assert engine.call_count == 3
-
-
 def test_csv_items_bound_by_name(pipelines: str, engine: SimulatedEngine, tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("text,stars\ngreat,5\nawful,1\n", encoding="utf-8")
     args = [f"{pipelines}:Named", "in.csv", "--run-dir", "run", "--as", "review"]
@@ -190,55 +86,6 @@ def test_csv_items_bound_by_name(pipelines: str, engine: SimulatedEngine, tmp_pa
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["input.text"], r["input.stars"]) for r in rows] == [("great", "5"), ("awful", "1")]
-
-
-def test_csv_export_writes_text_as_text_and_other_values_as_json(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = write_jsonl(tmp_path / "in.jsonl", ["plain, text", {"k": [1, 2]}, 7])
-    args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
-    assert main(["run", *args, "--out", "out.csv"]) == 0
-    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["input"] for r in rows] == ["plain, text", "", "7"]
-    assert [r["input.k"] for r in rows] == ["", "[1, 2]", ""]  # a dict: a column per key
-    assert all(r["status"] == "succeeded" and r["error_type"] == "" for r in rows)
-    err = capsys.readouterr().err
-    assert "  this run: 3 items (3 ok, 0 failed) in " in err  # how fast, beside the counts
-    assert "3 items -> out.csv" in err
-
-
-def test_status_of_several_run_directories(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for name, size in (("runs/a", 2), ("runs/b", 3)):
-        data = write_jsonl(tmp_path / f"{size}.jsonl", list(range(size)))
-        run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", name, "--progress", "off"]
-        assert main(run) == 0
-    (tmp_path / "runs" / "notes.txt").write_text("not a run", encoding="utf-8")
-    capsys.readouterr()
-    assert main(["status", "runs/a", "runs/b", "runs/notes.txt"]) == 2  # as `runs/*` gives
-    out, err = capsys.readouterr()
-    assert "runs/a: 2 items: 2 succeeded" in out and "runs/b: 3 items: 3 succeeded" in out
-    assert err == "symbatcher: no run state in runs/notes.txt\n"
-    assert main(["status", "runs/a", "runs/b", "--json"]) == 2
-    assert "--json takes one run directory" in capsys.readouterr().err
-
-
-def test_results_to_stdout_for_a_pipe(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
-    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
-    assert main([*run, "--out", "-"]) == 0
-    out, err = capsys.readouterr()
-    rows = [json.loads(line) for line in out.splitlines()]  # nothing but the rows
-    assert [(r["index"], r["input"]) for r in rows] == [(0, "a"), (1, "b"), (2, "c")]
-    assert "3 items -> stdout" in err and not (tmp_path / "-").exists()
-    assert main(["export", "run", "--format", "csv", "--out", "-"]) == 0
-    out, err = capsys.readouterr()
-    table = list(csv.DictReader(out.splitlines()))
-    assert [r["input"] for r in table] == ["a", "b", "c"] and "3 items -> stdout" in err
 
 
 def test_stdin(
@@ -357,30 +204,6 @@ def test_a_json_document_s_problems_are_named_and_leave_no_run_directory(
     assert not (tmp_path / "run").exists() and engine.call_count == 0
 
 
-@pytest.mark.parametrize("page", [2, 512])
-def test_retry_runs_every_failed_item_again_reading_them_a_page_at_a_time(
-    pipelines: str,
-    engine: SimulatedEngine,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    page: int,
-) -> None:
-    from symbatcher.store import pages
-
-    monkeypatch.setattr(pages, "PAGE", page)
-    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(9)])
-    (tmp_path / "blocked").touch()
-    run = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "run", "--retries", "1"]
-    assert main([*run, "--progress", "off"]) == 1
-    (tmp_path / "blocked").unlink()
-    assert main(["retry", "run", "--progress", "off"]) == 0
-    assert sorted(int(c.split("item-")[1][0]) for c in engine.calls) == list(range(9))
-    assert main(["export", "run"]) == 0
-    rows = lines(tmp_path / "run" / "results.jsonl")
-    assert [r["status"] for r in rows] == ["succeeded"] * 9
-    assert all(f"item-{i}" in str(r["output"]) for i, r in enumerate(rows))
-
-
 def test_fail_fast_ends_with_the_first_error_in_a_line_and_the_rest_resumable(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -396,25 +219,6 @@ def test_fail_fast_ends_with_the_first_error_in_a_line_and_the_rest_resumable(
     assert main(["retry", "run", "--progress", "off"]) == 0  # kept in command.json: fail_fast
     assert main(run) == 0  # the rest, never reached
     assert engine.call_count == 40
-
-
-def test_retry_runs_the_failed_items_again(
-    pipelines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from symbatcher.testing import use_engine
-
-    data = write_jsonl(tmp_path / "in.jsonl", ["ok-1", "flaky", "ok-2"])
-    with use_engine(SimulatedEngine(fail_on="flaky", fail_times=1)) as flaky:
-        code = main(["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--retries", "1"])
-        assert code == 1
-        assert main(["status", "run"]) == 0
-        assert "2 succeeded, 1 failed" in capsys.readouterr().out
-        assert main(["retry", "run"]) == 0
-        assert flaky.call_count == 4  # three, then the one failed item again
-    assert main(["status", "run", "--json"]) == 0
-    snapshot = json.loads(capsys.readouterr().out)
-    statuses = [item["status"] for job in snapshot["jobs"] for item in job["items"]]
-    assert statuses == ["succeeded"] * 3
 
 
 def test_params_build_the_expression_reach_its_calls_and_stay_with_the_run(
@@ -554,7 +358,7 @@ def test_data_with_no_records_runs_nothing_and_leaves_nothing(
 def test_a_config_beside_its_module_runs_from_another_directory(
     engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"beside_{next(_names)}"
+    name = f"beside_{next(module_numbers)}"
     project = tmp_path / "project"
     project.mkdir()
     (project / f"{name}.py").write_text(PIPELINES, encoding="utf-8")
@@ -691,7 +495,7 @@ def test_missing_expression_or_data_is_named(capsys: pytest.CaptureFixture[str])
 def test_the_published_schema_is_current(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config-schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    published = Path(__file__).parent.parent / "schemas" / "run-config.schema.json"
+    published = Path(__file__).parents[2] / "schemas" / "run-config.schema.json"
     assert json.loads(published.read_text(encoding="utf-8")) == printed
     assert printed["additionalProperties"] is False and "as" in printed["properties"]
 
@@ -738,56 +542,6 @@ def test_engine_url_sends_the_calls_to_that_server_and_puts_symai_s_engine_back(
     assert EngineRepository.get("neurosymbolic") is engine  # the registered one is back
     assert main(["status", "run", "--json"]) == 0  # the model the server serves, not "vllm"
     assert json.loads(capsys.readouterr().out)["model"] == "symbatcher-local"
-
-
-def test_retry_sends_to_the_server_its_run_config_named(
-    pipelines: str, engine: SimulatedEngine, local_server: LocalServer, tmp_path: Path
-) -> None:
-    write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
-    (tmp_path / "run.yaml").write_text(
-        f"expression: {pipelines}:Blocked\nitems: in.jsonl\nrun_dir: run\nretries: 1\n"
-        f"engine:\n  url: {local_server.url}\n  kind: vllm\n  timeout: 5\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "blocked").touch()
-    assert main(["run", "--config", "run.yaml", "--progress", "off"]) == 1
-    assert local_server.stats()["ok"] == 0
-    (tmp_path / "blocked").unlink()
-    assert main(["retry", "run", "--progress", "off"]) == 0
-    assert local_server.stats()["ok"] == 3
-    assert engine.call_count == 0
-
-
-def test_retry_options_change_this_retry_only(
-    pipelines: str,
-    engine: SimulatedEngine,
-    local_server: LocalServer,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c", "d"])
-    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--retries", "1"]
-    local_server.configure(error_rate=1.0)  # the server the run had fails everything
-    assert main([*run, "--engine-url", local_server.url, "--progress", "off"]) == 1
-    kept = (tmp_path / "run" / "command.json").read_bytes()
-    with LocalServer() as moved:  # the same model served elsewhere
-        retry = ["retry", "run", "--progress", "off", "--engine-url", moved.url]
-        assert main([*retry, "--engine-timeout", "5"]) == 0
-        assert moved.stats()["ok"] == 4
-    assert (tmp_path / "run" / "command.json").read_bytes() == kept  # for this retry only
-    assert engine.call_count == 0
-    capsys.readouterr()
-    other = ["run", f"{pipelines}:Blocked", str(data), "--run-dir", "plain", "--retries", "1"]
-    (tmp_path / "blocked").touch()
-    assert main([*other, "--workers", "4", "--progress", "off"]) == 1
-    assert main(["retry", "plain", "--engine-timeout", "5"]) == 2  # symai's engine: no url
-    assert "--engine-timeout is for a server at --engine-url" in capsys.readouterr().err
-    (tmp_path / "blocked").unlink()
-    from symbatcher.testing import use_engine
-
-    with use_engine(SimulatedEngine(latency=0.02)) as slow:
-        assert main(["retry", "plain", "--workers", "1", "--progress", "off"]) == 0
-        assert slow.call_count == 4 and slow.max_concurrency == 1  # the run had 4 workers
 
 
 def test_a_server_that_does_not_answer_is_named_before_anything_runs(
@@ -920,69 +674,6 @@ def test_a_self_hosted_server_s_calls_are_free_unless_priced_by_its_model_id(
     assert local_server.stats()["ok"] == 8 and engine.call_count == 0
 
 
-def test_a_service_with_no_engine_or_a_bad_import_does_not_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from symbatcher import EngineNotAvailableError
-    from symbatcher.binding import available_engine
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(EngineNotAvailableError):  # this test's premise: symai has none
-        available_engine("neurosymbolic")
-    assert main(["serve", "--dir", "svc"]) == 2
-    err = capsys.readouterr().err
-    assert "no engine named 'neurosymbolic'" in err
-    assert main(["serve", "--dir", "svc", "--import", "no_such_module_x"]) == 2
-    assert "cannot import 'no_such_module_x' (--import)" in capsys.readouterr().err
-    assert not (tmp_path / "svc").exists()
-
-
-def test_a_service_whose_port_is_taken_starts_nothing(
-    engine: SimulatedEngine,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """A second service on a queue folder, its port taken by the first: before, its
-    workers ran the folder's jobs anyway, and it stopped only after they ended."""
-    from symbatcher.queue import JobQueue
-
-    monkeypatch.chdir(tmp_path)
-    queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
-    job = queue.submit("echo", items=["a"])
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        assert main(["serve", "--dir", "svc", "--port", port]) == 2
-        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
-        assert main(["serve", "--dir", "new", "--port", port]) == 2
-    assert queue.get(job.id).state == "queued" and queue.get(job.id).claims == 0
-    assert not (tmp_path / "svc" / "runs").exists() and engine.call_count == 0
-    assert not (tmp_path / "new").exists()
-    queue.close()
-
-
-def test_retry_runs_the_failed_items_and_those_an_interruption_left_running(
-    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import sqlite3
-
-    data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(8)])
-    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
-    assert main(run) == 0
-    with sqlite3.connect(tmp_path / "run" / "state.sqlite") as conn:  # as a Ctrl-C leaves it
-        conn.execute("UPDATE items SET status = 'running', result = NULL WHERE idx IN (2, 5)")
-    conn.close()
-    engine.reset()
-    assert main(["retry", "run", "--progress", "off"]) == 0
-    assert sorted(c.split("item-")[1][0] for c in engine.calls) == ["2", "5"]
-    assert main(["status", "run"]) == 0
-    assert "8 items: 8 succeeded, 0 failed, 0 pending" in capsys.readouterr().out
-    assert main(["retry", "run"]) == 0
-    assert "no failed or interrupted items" in capsys.readouterr().err
-
-
 def test_an_interrupted_run_says_how_to_go_on_and_its_resume_runs_the_rest(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1056,48 +747,6 @@ def test_engine_timeout_without_a_server_is_refused(
     assert not (tmp_path / "run").exists() and not (tmp_path / "svc").exists()
 
 
-FLAKY = """
-import os
-
-from symai import Expression, Symbol
-
-
-class Flaky(Expression):
-    def forward(self, input, **kwargs):
-        if os.path.exists(os.environ["BLOCK_FILE"]):
-            raise RuntimeError("blocked")
-        return Symbol(str(input)).query("Summarize")
-"""
-
-
-def test_retry_from_another_directory_imports_the_expression_where_run_did(
-    local_server: LocalServer, tmp_path: Path
-) -> None:
-    import subprocess
-
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
-    (project / "flaky_pipelines.py").write_text(FLAKY, encoding="utf-8")
-    write_jsonl(project / "in.jsonl", ["a", "b", "c"])
-    block = tmp_path / "block"
-    block.touch()
-    env = {**os.environ, "BLOCK_FILE": str(block), "HOME": str(tmp_path)}
-
-    def command(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        line = [sys.executable, "-m", "symbatcher", *args, "--progress", "off"]
-        return subprocess.run(line, cwd=cwd, env=env, capture_output=True, text=True)
-
-    url = ["--engine-url", local_server.url]
-    ran = command(project, "run", "flaky_pipelines:Flaky", "in.jsonl", "--run-dir", "run", *url)
-    assert ran.returncode == 1 and "3 failed with RuntimeError: blocked" in ran.stderr
-    block.unlink()
-    retried = command(elsewhere, "retry", str(project / "run"))
-    assert retried.returncode == 0, retried.stderr  # it said: cannot import 'flaky_pipelines'
-    assert "3 items: 3 succeeded, 0 failed" in retried.stderr
-    assert local_server.stats()["ok"] == 3
-
-
 def test_off_a_terminal_a_run_says_where_it_stands_in_a_line_now_and_then(
     pipelines: str,
     engine: SimulatedEngine,
@@ -1106,9 +755,9 @@ def test_off_a_terminal_a_run_says_where_it_stands_in_a_line_now_and_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A run in a container's log showed nothing until its end, which can be hours."""
-    import symbatcher.cli_batch as cli_batch
+    import symbatcher.cli.progress as progress
 
-    monkeypatch.setattr(cli_batch, "PROGRESS_EVERY", 0.0)  # a line per item, to see them
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 0.0)  # a line per item, to see them
     data = write_jsonl(tmp_path / "in.jsonl", [f"item-{i}" for i in range(6)])
     assert main(["run", f"{pipelines}:Echo", str(data), "--workers", "1"]) == 0
     err = capsys.readouterr().err.splitlines()

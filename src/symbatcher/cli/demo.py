@@ -1,32 +1,23 @@
-"""The ``symbatcher`` command."""
+"""``symbatcher demo``: the bundled two-call example over the bundled reviews, on a
+simulated engine unless told otherwise."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from symbatcher.cli_batch import (
-    add_commands,
+from symbatcher.cli.engine import run_engine
+from symbatcher.cli.options import (
     check_engine_options,
-    config_schema_command,
     engine_of,
     engine_options,
-    export_command,
+    non_negative,
     positive,
-    retry_command,
-    run_command,
-    run_engine,
-    serve_command,
-    status_command,
+    seconds,
 )
 from symbatcher.dispatch import DEFAULT_LINGER
-from symbatcher.errors import SymbatcherError
-from symbatcher.interrupts import Terminated, sigterm_raises
 
 SIMULATOR_NOTE = (
     "engine: simulated (symbatcher.testing, {kind}; {latency:g}s {per}{serves}, answers echo "
@@ -36,26 +27,8 @@ SIMULATOR_NOTE = (
 )
 
 
-def _versions() -> str:
-    """symbatcher's version and the symbolicai it runs on (read without importing symai)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from symbatcher import __version__
-
-    try:
-        symai = version("symbolicai")
-    except PackageNotFoundError:
-        symai = "not installed"
-    return f"symbatcher {__version__} (symbolicai {symai}, Python {platform.python_version()})"
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="symbatcher",
-        description="Run a symbolicai Expression over many inputs, its engine calls batched.",
-    )
-    parser.add_argument("--version", action="version", version=_versions())
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: Any) -> None:
+    """``symbatcher demo``."""
     demo = commands.add_parser(
         "demo",
         help="run the bundled two-call review digest over ~1,000 bundled reviews",
@@ -88,19 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--capacity",
-        type=_non_negative,
+        type=non_negative,
         default=4,
         help="batches the simulated list-taking engine serves at once, as a model on a GPU "
         "does; it declares it, and the run sends no more (default 4; 0: any number)",
     )
     demo.add_argument(
         "--linger",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_LINGER,
         help=f"seconds a call may wait for its batch to fill (default {DEFAULT_LINGER})",
     )
     demo.add_argument(
-        "--latency", type=_seconds, default=0.05, help="simulated latency in seconds (default 0.05)"
+        "--latency", type=seconds, default=0.05, help="simulated latency in seconds (default 0.05)"
     )
     demo.add_argument(
         "--progress",
@@ -109,67 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         help="progress line on stderr (auto: when stderr is a terminal)",
     )
     demo.add_argument("--show", type=int, default=2, help="print the first N results")
-    add_commands(commands)
-    return parser
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
-    return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    commands = {
-        "demo": _demo,
-        "run": run_command,
-        "retry": retry_command,
-        "status": status_command,
-        "export": export_command,
-        "config-schema": config_schema_command,
-        "serve": serve_command,
-    }
-    try:
-        # a SIGTERM (a container being stopped) stops a run like a Ctrl-C: the calls in
-        # flight finish and are recorded, where the default would end the process on the
-        # spot, their answers paid for and lost
-        with sigterm_raises():
-            return commands[args.command](args)
-    except SymbatcherError as exc:
-        print(f"symbatcher: {exc}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print(f"symbatcher: terminated{_resume_hint(args)}", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print(f"symbatcher: interrupted{_resume_hint(args)}", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `symbatcher status --json | head`: the reader has had enough
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet
-        return 141
-
-
-def _resume_hint(args: argparse.Namespace) -> str:
-    """What a stopped ``run`` or ``retry`` left, and how to go on."""
-    if args.command not in ("run", "retry"):
-        return ""
-    return "; what finished is kept, run the same command to resume"
-
-
-def _demo(args: argparse.Namespace) -> int:
+def demo_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from symbatcher import BatchScheduler, ItemError
@@ -241,7 +156,3 @@ def _demo(args: argparse.Namespace) -> int:
     for error in [o for o in outcomes.values() if isinstance(o, ItemError)][:3]:
         print(f"  {error}", file=sys.stderr)
     return 0 if stats.failed == 0 else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from symbatcher.cli.main import main
+
+raise SystemExit(main())

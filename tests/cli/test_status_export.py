@@ -1,0 +1,62 @@
+"""``symbatcher status`` and ``export``: what a run directory holds, read back."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from symbatcher.cli import main
+from symbatcher.testing import SimulatedEngine
+from tests.cli.pipelines import write_jsonl
+
+
+def test_csv_export_writes_text_as_text_and_other_values_as_json(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["plain, text", {"k": [1, 2]}, 7])
+    args = [f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main(["run", *args, "--out", "out.csv"]) == 0
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["input"] for r in rows] == ["plain, text", "", "7"]
+    assert [r["input.k"] for r in rows] == ["", "[1, 2]", ""]  # a dict: a column per key
+    assert all(r["status"] == "succeeded" and r["error_type"] == "" for r in rows)
+    err = capsys.readouterr().err
+    assert "  this run: 3 items (3 ok, 0 failed) in " in err  # how fast, beside the counts
+    assert "3 items -> out.csv" in err
+
+
+def test_status_of_several_run_directories(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, size in (("runs/a", 2), ("runs/b", 3)):
+        data = write_jsonl(tmp_path / f"{size}.jsonl", list(range(size)))
+        run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", name, "--progress", "off"]
+        assert main(run) == 0
+    (tmp_path / "runs" / "notes.txt").write_text("not a run", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["status", "runs/a", "runs/b", "runs/notes.txt"]) == 2  # as `runs/*` gives
+    out, err = capsys.readouterr()
+    assert "runs/a: 2 items: 2 succeeded" in out and "runs/b: 3 items: 3 succeeded" in out
+    assert err == "symbatcher: no run state in runs/notes.txt\n"
+    assert main(["status", "runs/a", "runs/b", "--json"]) == 2
+    assert "--json takes one run directory" in capsys.readouterr().err
+
+
+def test_results_to_stdout_for_a_pipe(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
+    run = ["run", f"{pipelines}:Echo", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main([*run, "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]  # nothing but the rows
+    assert [(r["index"], r["input"]) for r in rows] == [(0, "a"), (1, "b"), (2, "c")]
+    assert "3 items -> stdout" in err and not (tmp_path / "-").exists()
+    assert main(["export", "run", "--format", "csv", "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    table = list(csv.DictReader(out.splitlines()))
+    assert [r["input"] for r in table] == ["a", "b", "c"] and "3 items -> stdout" in err
