@@ -89,3 +89,33 @@ def test_held_restores_after_an_exception() -> None:
     except RuntimeError:
         pass
     assert [e.retries for e in engines] == [1, 2]
+
+
+class Repository:
+    @staticmethod
+    def get(name: str) -> str:
+        return f"registry {name}"
+
+    def query(self, name: str) -> str:
+        return self.get(name)  # as symai's EngineRepository.query does
+
+
+def test_a_static_method_stays_one_and_its_descriptor_comes_back() -> None:
+    own = Repository.__dict__["get"]
+    override = EngineOverride("get", lambda get: lambda name: f"routed {get(name)}")
+    with override.held(Repository), override.held(Repository):  # two runs at once
+        assert Repository().query("x") == "routed registry x"  # no self passed as name
+        assert Repository.get("y") == "routed registry y"
+    assert Repository.__dict__["get"] is own and Repository().query("x") == "registry x"
+
+
+def test_a_static_method_someone_replaced_meanwhile_is_left_to_them() -> None:
+    own = Repository.__dict__["get"]
+    theirs = staticmethod(lambda name: f"theirs {name}")
+    override = EngineOverride("get", lambda get: lambda name: "routed")
+    try:
+        with override.held(Repository):
+            Repository.get = theirs  # type: ignore[assignment,method-assign]
+        assert Repository.__dict__["get"] is theirs
+    finally:
+        Repository.get = own  # type: ignore[method-assign]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +42,12 @@ _bound: dict[str, tuple[EngineBinding, int]] = {}
 
 class RunRoute:
     """What a run's worker threads carry: the run's dispatcher, the engines it binds, the
-    hooks that wrap each engine call (cost, raw answers), if any, and what a DynamicEngine
+    hooks that wrap each engine call (cost, raw answers), if any, what a DynamicEngine
     block's engine is given for each call (``block_settings``: a worker's own HTTP client,
-    which the bound engines have for the whole run)."""
+    which the bound engines have for the whole run), and the bindings of the engines the
+    run brought itself (``own``: symai's lookup hands them out on the run's threads only)."""
 
-    __slots__ = ("block_settings", "dispatcher", "engines", "hooks")
+    __slots__ = ("block_settings", "dispatcher", "engines", "hooks", "own")
 
     def __init__(
         self,
@@ -54,11 +55,13 @@ class RunRoute:
         engines: frozenset[str],
         hooks: HookChain | None = None,
         block_settings: tuple[EngineOverride, ...] = (),
+        own: dict[str, EngineBinding] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.engines = engines
         self.hooks = hooks if hooks is not None and hooks.wraps_calls else None
         self.block_settings = block_settings
+        self.own = own or {}
 
     def submit(self, name: str, binding: EngineBinding, argument: Any) -> Answer:
         if binding.dynamic and self.block_settings:
@@ -273,13 +276,33 @@ def _release(name: str) -> None:
             )
 
 
+def own_binding(name: str, engine: Any, executor: Executor | None = None) -> EngineBinding:
+    """A binding for an engine a run brought itself (``BatchScheduler({name: engine})``):
+    not in symai's registry, so only the run's threads reach it (see
+    :func:`symbatcher.engine_lookup.own_engines_routed`), and its calls queue on the lane of
+    ``name`` like a bound engine's."""
+    binding = EngineBinding(name, engine, executor)
+    object.__setattr__(binding, "_sb_warned", True)  # no thread but the run's has it
+    return binding
+
+
 @contextmanager
-def bound_engines(names: tuple[str, ...]) -> Iterator[dict[str, EngineBinding]]:
-    """Bind each named engine for the block; the real engines are back afterwards, always."""
+def bound_engines(
+    names: tuple[str, ...], own: Mapping[str, Any] | None = None
+) -> Iterator[dict[str, EngineBinding]]:
+    """Bind each named engine for the block, the registry's or, for a name in ``own``, the
+    run's own; the real engines are back afterwards, always."""
+    own = own or {}
     acquired: list[str] = []
     try:
         bindings: dict[str, EngineBinding] = {}
+        executors: dict[int, Executor] = {}  # one engine under two names: one executor
         for name in names:
+            if name in own:
+                engine = own[name]
+                bindings[name] = own_binding(name, engine, executors.get(id(engine)))
+                executors[id(engine)] = bindings[name].executor
+                continue
             bindings[name] = _acquire(name)
             acquired.append(name)
         yield bindings

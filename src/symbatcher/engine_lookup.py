@@ -24,6 +24,10 @@ does (26 us a query). The answer is the same on every stack; only the work diffe
 The fast walk replaces only symai's own method, recognised by its source text, so a
 symai that changes the lookup keeps its own walk. The last active run puts the original
 back.
+
+A run that brings its own engine (``BatchScheduler({"neurosymbolic": engine})``) leaves the
+registry alone: while it is active, ``EngineRepository.get`` hands that engine's binding to
+the run's threads only, so runs with different engines (models) share one process.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from symbatcher.binding import dynamic_binding
+from symbatcher.binding import DYNAMIC_NAMES, current_route, dynamic_binding
 from symbatcher.overrides import EngineOverride
 
 #: set to 0, false, no or off to keep symai's own lookup where a run is not built in code
@@ -179,6 +183,43 @@ def dynamic_engines_routed(fast: bool = True) -> Iterator[None]:
             if fast:
                 with _Fast.lock:
                     _Fast.runs -= 1
+
+
+def _routed_get(own: Callable[..., Any]) -> Callable[..., Any]:
+    """symai's ``EngineRepository.get``, except that on a thread of a run that brought its
+    own engine under the name, that engine's binding; a ``DynamicEngine`` block still
+    comes first, as in symai's own."""
+
+    def get(engine_name: str, *args: Any, **kwargs: Any) -> Any:
+        route = current_route()
+        binding = route.own.get(engine_name) if route is not None else None
+        if binding is None:
+            return own(engine_name, *args, **kwargs)
+        if engine_name in DYNAMIC_NAMES:
+            from symai.functional import EngineRepository
+
+            block = EngineRepository().get_dynamic_engine_instance()
+            if block is not None:
+                return block
+        return binding
+
+    get.__wrapped__ = own  # type: ignore[attr-defined]
+    return get
+
+
+#: on ``EngineRepository``: its static ``get``, which every query goes through
+get_override = EngineOverride("get", _routed_get)
+
+
+@contextmanager
+def own_engines_routed() -> Iterator[None]:
+    """For the block, symai's lookup hands a run's own engines to that run's threads (every
+    other thread gets the registry's, as before). Runs at once share it; the last to leave
+    puts symai's ``get`` back, also on an exception."""
+    from symai.functional import EngineRepository
+
+    with get_override.held(EngineRepository):
+        yield
 
 
 def fast_engine_lookup() -> contextlib.AbstractContextManager[None]:

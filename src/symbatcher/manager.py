@@ -27,7 +27,7 @@ from symbatcher.hooks.save_results import SaveResults
 from symbatcher.pricing import PriceLike
 from symbatcher.results import ItemError, RunStats
 from symbatcher.run import ErrorHandling
-from symbatcher.scheduler import BatchScheduler
+from symbatcher.scheduler import BatchScheduler, own_engines
 from symbatcher.store.base import FAILED, RUNNING, SUCCEEDED, ItemRecord, ModelUsage
 from symbatcher.store.codec import loads
 from symbatcher.store.pages import paged
@@ -90,7 +90,7 @@ class BatchManager:
         save_raw: bool = False,
         retry: Retry | int | None = 4,
         error_handling: ErrorHandling = "continue",
-        engines: Iterable[str] | str = ("neurosymbolic",),
+        engines: Iterable[str] | str | Mapping[str, Any] = ("neurosymbolic",),
         hooks: Iterable[Hook] = (),
         **expr_kwargs: Any,
     ) -> None:
@@ -118,7 +118,8 @@ class BatchManager:
         self.save_raw = save_raw
         self.retry = Retry(retry) if isinstance(retry, int) else retry
         self.error_handling: ErrorHandling = error_handling
-        self.engines = engines
+        # a model by name is built once, here: a misspelt one or a missing key fails now
+        self.engines = own_engines(engines) if isinstance(engines, Mapping) else engines
         self.extra_hooks = list(hooks)
         self.expr_kwargs = expr_kwargs
         self._last: RunStats | None = None

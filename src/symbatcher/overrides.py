@@ -54,6 +54,10 @@ class EngineOverride:
             if value is UNCHANGED:
                 return False
             in_instance = self.attribute in getattr(engine, "__dict__", ())
+            if in_instance and isinstance(vars(engine)[self.attribute], staticmethod):
+                # a class's static method (EngineRepository.get): set as one, and put the
+                # descriptor back, or symai's ``self.get(name)`` would pass ``self``
+                own, value = vars(engine)[self.attribute], staticmethod(value)
             setattr(engine, self.attribute, value)
             self._held[id(engine)] = (engine, own, in_instance, value, 1)
             return True
@@ -81,7 +85,7 @@ class EngineOverride:
                 return
             del self._held[id(engine)]
             _, own, in_instance, value, _ = held
-            if getattr(engine, self.attribute, None) is not value:
+            if _current(engine, self.attribute) is not value:
                 logger.warning(
                     "symbatcher: %r.%s was replaced during a run; leaving the new one",
                     engine,
@@ -93,3 +97,9 @@ class EngineOverride:
                 delattr(engine, self.attribute)
         if self._release is not None:
             self._release(value)
+
+
+def _current(engine: Any, attribute: str) -> Any:
+    """The attribute as set: a static method's descriptor, not the function it gives."""
+    raw = getattr(engine, "__dict__", {}).get(attribute)
+    return raw if isinstance(raw, staticmethod) else getattr(engine, attribute, None)

@@ -26,13 +26,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, Literal, cast
 
 from symbatcher.binding import RunRoute, bound_engines, routed_to
 from symbatcher.dispatch import Dispatcher
-from symbatcher.engine_lookup import dynamic_engines_routed
+from symbatcher.engine_lookup import dynamic_engines_routed, own_engines_routed
 from symbatcher.errors import DatasetError, HaltingError, RunCancelledError, error_chain
 from symbatcher.hooks.base import ItemContext, Restored, RunContext
 from symbatcher.hooks.chain import HookChain, working_on
@@ -130,6 +130,7 @@ class Run:
         batch_size: int,
         call_kwargs: dict[str, Any],
         engines: tuple[str, ...],
+        own_engines: Mapping[str, Any] | None = None,
         linger: float,
         linger_fraction: float | None,
         max_inflight_batches: int | None,
@@ -157,6 +158,7 @@ class Run:
         self._num_workers = num_workers
         self._call_kwargs = call_kwargs
         self._engines = engines
+        self._own_engines = dict(own_engines or {})  # by name: engines the run brought
         self._error_handling = error_handling
         self._cache_templates = cache_templates
         self._client_per_thread = client_per_thread
@@ -249,7 +251,9 @@ class Run:
         self._binding = stack
         try:
             with ctrl_c_held():  # symai's state is changed whole or not at all
-                bindings = stack.enter_context(bound_engines(self._engines))
+                bindings = stack.enter_context(bound_engines(self._engines, self._own_engines))
+                if self._own_engines:  # symai's lookup hands them to this run's threads
+                    stack.enter_context(own_engines_routed())
                 if self._cache_templates:  # after binding: the engines have loaded prompts
                     stack.enter_context(cached_templates())
                 if self._client_per_thread:
@@ -273,7 +277,8 @@ class Run:
             if self._hooks is not None:
                 self._start_hooks(self._dispatcher, {n: b.engine for n, b in bindings.items()})
             blocks = (block_client_per_thread,) if self._client_per_thread else ()
-            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks, blocks)
+            own = {name: bindings[name] for name in self._own_engines}
+            route = RunRoute(self._dispatcher, frozenset(self._engines), self._hooks, blocks, own)
             with ctrl_c_held():  # a thread half started would be miscounted
                 self._start_workers(route)
         except BaseException:

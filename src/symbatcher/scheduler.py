@@ -37,6 +37,12 @@ class BatchScheduler(Expression):  # type: ignore[misc]
     the calls of other items; each item's worker resumes when its answer is back, so its
     later (dependent) calls follow. Results come back in dataset order.
 
+    ``engines`` names the registry's engines to bind, or maps a name to an engine the run
+    brings itself, an engine instance or a hosted model by symai's name for it
+    (``{"neurosymbolic": "deepseek:deepseek-v4-flash"}``, its key from the provider's
+    variable, ``DEEPSEEK_API_KEY``): symai's registry is left alone and only the run's own
+    threads get that engine, so runs on different models can go on in one process.
+
     Run options live here rather than in :meth:`forward`, whose extra keyword arguments
     all go to the expression. ``hooks`` layer further concerns on every run, e.g.
     ``[Checkpoint("runs/x"), Budget(5.0), Progress(), Retry(attempts=4)]``.
@@ -61,7 +67,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
 
     def __init__(
         self,
-        engines: Iterable[str] | str = ("neurosymbolic",),
+        engines: Iterable[str] | str | Mapping[str, Any] = ("neurosymbolic",),
         *,
         linger: float = DEFAULT_LINGER,
         linger_fraction: float | None = DEFAULT_LINGER_FRACTION,
@@ -81,6 +87,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
         names = (engines,) if isinstance(engines, str) else tuple(engines)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"engines must be non-empty engine names, got {engines!r}")
+        own = own_engines(engines) if isinstance(engines, Mapping) else {}
         if linger < 0:
             raise ValueError(f"linger must be >= 0 seconds, got {linger!r}")
         if linger_fraction is not None and linger_fraction < 0:
@@ -94,6 +101,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
                 f"error_handling must be 'continue' or 'fail_fast', got {error_handling!r}"
             )
         self._sb_engines = tuple(dict.fromkeys(names))
+        self._sb_own = own
         self._sb_linger = float(linger)
         self._sb_linger_fraction = linger_fraction
         self._sb_max_inflight = max_inflight_batches
@@ -160,7 +168,9 @@ class BatchScheduler(Expression):  # type: ignore[misc]
 
     def _http_hooks(self) -> list[Hook]:
         """The call policies a run against HTTP engines gets unless it brings its own."""
-        if not self._sb_http_defaults or not any(map(_talks_http, self._sb_engines)):
+        own = self._sb_own
+        engines = [own[n] if n in own else _registered(n) for n in self._sb_engines]
+        if not self._sb_http_defaults or not any(map(_talks_http, engines)):
             return []
         from symbatcher.hooks.rate_limit import RateLimit
         from symbatcher.hooks.retry import CallRetry
@@ -214,6 +224,7 @@ class BatchScheduler(Expression):  # type: ignore[misc]
             batch_size=batch_size,
             call_kwargs=kwargs,
             engines=self._sb_engines,
+            own_engines=self._sb_own,
             linger=self._sb_linger,
             linger_fraction=self._sb_linger_fraction,
             max_inflight_batches=self._sb_max_inflight,
@@ -390,14 +401,34 @@ def init_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in named}
 
 
-def _talks_http(name: str) -> bool:
-    """Whether the engine registered as ``name`` is one of symai's HTTP provider engines
-    (they take ``client_max_retries``); an engine that cannot be built says no here and
-    raises its clear error when the run binds it."""
+def own_engines(engines: Mapping[str, Any]) -> dict[str, Any]:
+    """The engines a run brings by name: an engine as given, a model name as symai's
+    engine for it (built now, so a misspelt model or a missing key fails here)."""
+    from symbatcher.providers import hosted_engine
+
+    own: dict[str, Any] = {}
+    for name, engine in engines.items():
+        if engine is None or isinstance(engine, type):
+            raise TypeError(
+                f"engines[{name!r}] must be an engine instance or a model name such as "
+                f"'deepseek:deepseek-v4-flash', got {engine!r}"
+            )
+        own[name] = hosted_engine(engine) if isinstance(engine, str) else engine
+    return own
+
+
+def _registered(name: str) -> Any:
+    """The engine registered as ``name``; None where it cannot be built (the run names
+    it with a clear error when it binds)."""
     from symai.functional import EngineRepository
 
     try:
-        engine = EngineRepository.get(name)
+        return EngineRepository.get(name)
     except Exception:
-        return False
+        return None
+
+
+def _talks_http(engine: Any) -> bool:
+    """Whether ``engine`` is one of symai's HTTP provider engines (they take
+    ``client_max_retries``)."""
     return hasattr(engine, "client_max_retries") and hasattr(engine, "transport_client")
