@@ -4,12 +4,15 @@ python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL [OPTION
 
 With ENGINE_URL it is the ``symbatcher serve`` command instead, sending the calls to the
 server there (its token from ``SYMBATCHER_API_TOKEN``; LATENCY and TOKEN unused), with any
-further OPTIONs of the command.
+further OPTIONs of the command. ``TEST_HOSTED_AT`` (a local server's URL) sends symai's
+hosted-provider engines' requests there; ``TEST_WORKERS`` runs that many jobs at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import ExitStack
 from typing import Any
 
 from symai import Expression, Symbol
@@ -18,6 +21,7 @@ from symbatcher.api.serve import serve
 from symbatcher.cli import main
 from symbatcher.queue import register
 from symbatcher.testing import SimulatedEngine, use_engine
+from symbatcher.testing.hosted import hosted_engines_at
 
 
 @register("echo")
@@ -42,11 +46,14 @@ if __name__ == "__main__":
         serve_args = ["--dir", folder, "--port", port, "--workers", "1", "--lease", lease]
         serve_args += ["--data-dir", data_dir, "--engine-url", sys.argv[7], *sys.argv[8:]]
         sys.exit(main(["serve", *serve_args]))
-    with use_engine(SimulatedEngine(latency=float(latency))):
+    with ExitStack() as stack:
+        stack.enter_context(use_engine(SimulatedEngine(latency=float(latency))))
+        if hosted := os.environ.get("TEST_HOSTED_AT"):
+            stack.enter_context(hosted_engines_at(hosted))
         serve(
             folder,
             port=int(port),
-            workers=1,
+            workers=int(os.environ.get("TEST_WORKERS", "1")),
             lease=float(lease),
             token=token or None,
             data_dirs=[data_dir],

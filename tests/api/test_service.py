@@ -36,10 +36,12 @@ class Service:
         stderr: Path | None = None,
         engine_url: str | None = None,
         options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.folder, self.data_dir, self.latency, self.lease = folder, data_dir, latency, lease
         self.engine_url = engine_url  # then it is `symbatcher serve --engine-url` (see the child)
         self.options = options  # more of that command's options
+        self.env = env or {}  # more of its environment
         self.token_from_env = token_from_env  # SYMBATCHER_API_TOKEN, as `symbatcher serve` reads it
         self.stderr = stderr  # where its stderr goes (default: the test's)
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,7 +55,7 @@ class Service:
         token = "" if self.token_from_env else TOKEN
         args = [str(self.folder), str(port), str(self.latency), str(self.lease), token]
         extra = [self.engine_url, *self.options] if self.engine_url else []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **self.env}
         env.pop("SYMBATCHER_API_TOKEN", None)
         if self.token_from_env:
             env["SYMBATCHER_API_TOKEN"] = TOKEN
@@ -258,6 +260,69 @@ def test_serve_sends_the_jobs_calls_to_the_server_at_engine_url(
     assert f"symbatcher: job {job['id']} (echo, 5 items) started by worker-" in log
     assert f"symbatcher: job {job['id']} succeeded after " in log
     assert "s: 5 of 5 items done, 0 failed\n" in log
+
+
+def test_a_job_names_its_model_and_the_other_jobs_keep_the_services_engine(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    """A job names its model; the service's engine answers the others (a simulated one
+    here), and symai's DeepSeek engine the job's, over HTTP to the local server."""
+    (tmp_path / "data").mkdir()
+    env = {"TEST_HOSTED_AT": local_server.url, "TEST_WORKERS": "2", "DEEPSEEK_API_KEY": "sk-t"}
+    env_without = {"OPENAI_API_KEY": ""}  # so the service has none for openai
+    running = Service(
+        tmp_path / "svc", tmp_path / "data", latency=0.01, lease=1.0, env={**env, **env_without}
+    ).start()
+    model = "deepseek:deepseek-v4-flash"
+    try:
+        with running.client() as client:
+            jobs = {
+                name: client.post(
+                    "/jobs",
+                    json={
+                        "expression": "echo",
+                        "items": [f"{name}-{i}" for i in range(30)],
+                        "settings": {"workers": 4, **settings},
+                    },
+                ).json()
+                for name, settings in (("hosted", {"model": model}), ("default", {}))
+            }
+            for job in jobs.values():
+                assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+            hosted, default = (results(client, jobs[n]["id"]) for n in ("hosted", "default"))
+            views = {name: client.get(f"/jobs/{job['id']}").json() for name, job in jobs.items()}
+            models = views["hosted"]["progress"]["models"]
+            bad = client.post(
+                "/jobs",
+                json={
+                    "expression": "echo",
+                    "items": [1],
+                    "settings": {"model": "deepseek-v4-flash"},
+                },
+            )
+            no_key = client.post(
+                "/jobs",
+                json={
+                    "expression": "echo",
+                    "items": [1],
+                    "settings": {"model": "openai:gpt-5.4-mini"},
+                },
+            )
+    finally:
+        running.stop()
+    assert all(
+        str(r["output"]).startswith("echo:") and f"hosted-{r['index']}" in str(r["output"])
+        for r in hosted
+    )
+    assert all(
+        str(r["output"]).startswith("sim(") and f"default-{r['index']}" in str(r["output"])
+        for r in default
+    )
+    assert len(hosted) == len(default) == 30 and local_server.stats()["ok"] == 30
+    assert list(models) == [model] and models[model]["calls"] == 30 and models[model]["cost"] > 0
+    assert views["hosted"]["model"] == model and views["default"]["model"] is None
+    assert bad.status_code == 422 and f"did you mean {model!r}" in bad.text
+    assert no_key.status_code == 422 and "no OPENAI_API_KEY in its environment" in no_key.text
 
 
 def test_keep_days_removes_an_ended_job_with_its_results(

@@ -18,9 +18,11 @@ import itertools
 import json
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +33,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     ValidationError,
+    field_validator,
 )
 
 from symbatcher.config import WithParams
@@ -47,6 +50,10 @@ from symbatcher.queue.jobs import (
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
 from symbatcher.scheduler import build_problem
+
+if TYPE_CHECKING:
+    from symbatcher.store.export import CsvTable
+    from symbatcher.store.sqlite import SQLiteStore
 
 TOKEN_ENV = "SYMBATCHER_API_TOKEN"
 MAX_BODY = 10 * 1024 * 1024
@@ -79,6 +86,29 @@ class JobSettings(WithParams):
         "and with each item's call",
     )
     error_handling: Literal["continue", "fail_fast"] = "continue"
+    model: str | None = Field(
+        default=None,
+        description="a hosted model by symai's name for it, e.g. deepseek:deepseek-v4-flash: "
+        "symai's engine for it answers this job's calls, its key from the service's "
+        "environment (the provider's variable, e.g. DEEPSEEK_API_KEY); default: the "
+        "service's engine",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _a_model_the_service_can_call(cls, model: str | None) -> str | None:
+        from symbatcher.providers import key_variable, model_problem
+
+        if model is None:
+            return None
+        if problem := model_problem(model):
+            raise ValueError(problem)
+        if not os.environ.get(variable := key_variable(model)):
+            raise ValueError(
+                f"the service has no {variable} in its environment, so it cannot call "
+                f"{model!r}; its operator sets it where `symbatcher serve` starts"
+            )
+        return model
 
 
 class RetryRequest(BaseModel):
@@ -106,6 +136,7 @@ def job_view(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "expression": job.expression,
+        "model": job.settings.get("model"),  # None: the service's engine
         "status": job.state,
         "priority": job.priority,
         "created_at": job.created_at,
@@ -137,6 +168,7 @@ def create_app(
     allowed = [Path(d).resolve() for d in (data_dirs or [])]
     root = Path(runs_root)
     app = FastAPI(title="symbatcher", description=__doc__)
+    columns = CsvColumns()
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -248,7 +280,8 @@ def create_app(
         existing(job_id)
         if fmt == "csv":
             return StreamingResponse(
-                _csv_lines(root / job_id, offset, limit), media_type="text/csv; charset=utf-8"
+                _csv_lines(root / job_id, offset, limit, columns),
+                media_type="text/csv; charset=utf-8",
             )
         return StreamingResponse(
             _result_lines(root / job_id, offset, limit), media_type="application/x-ndjson"
@@ -316,7 +349,7 @@ def _models(run_dir: Path) -> dict[str, dict[str, Any]]:
     return models_json(store.usage_by_model())
 
 
-def _csv_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
+def _csv_lines(run_dir: Path, offset: int, limit: int, columns: CsvColumns) -> Iterator[str]:
     """A page of results as a CSV with the run's columns (as ``symbatcher export`` writes
     them), its header on every page."""
     from symbatcher.store.export import csv_lines
@@ -324,7 +357,48 @@ def _csv_lines(run_dir: Path, offset: int, limit: int) -> Iterator[str]:
 
     store = SQLiteStore(run_dir)
     if store.path.is_file():
-        yield from csv_lines(store, offset, limit)
+        yield from csv_lines(store, offset, limit, columns.of(store))
+
+
+class CsvColumns:
+    """Each job's CSV columns, found by a pass over its store and kept while the store's
+    files are unchanged: a client paging through a job of millions would otherwise have
+    the whole job read once per page. The most recently asked ``size`` jobs are kept."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._tables: OrderedDict[Path, tuple[Any, CsvTable]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, store: SQLiteStore) -> CsvTable:
+        from symbatcher.store.export import CsvTable
+
+        stamp = _stamp(store.path)  # before the pass: a write during it is seen next time
+        with self._lock:
+            kept = self._tables.get(store.path)
+            if kept is not None and kept[0] == stamp:
+                self._tables.move_to_end(store.path)
+                return kept[1]
+        table = CsvTable.of(store)
+        with self._lock:
+            self._tables[store.path] = (stamp, table)
+            self._tables.move_to_end(store.path)
+            while len(self._tables) > self._size:
+                self._tables.popitem(last=False)
+        return table
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    """When and how large the database and its write-ahead log are: any write changes it."""
+    stamps: list[tuple[int, int] | None] = []
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
 
 
 async def _events(queue: JobQueue, job_id: str, interval: float) -> AsyncIterator[str]:

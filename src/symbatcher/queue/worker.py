@@ -22,6 +22,7 @@ from typing import Any
 
 from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.dollars import usd
+from symbatcher.errors import EngineNotAvailableError
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 from symbatcher.queue.jobs import Job, JobQueue, JobState
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
@@ -168,7 +169,12 @@ class JobWorker:
             hooks.append(Budget(float(settings["max_cost"])))
         hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
         inflight = settings.get("max_inflight_batches")
+        try:
+            engines = _job_engines(settings.get("model"))
+        except EngineNotAvailableError as exc:  # its key gone since it was submitted, say
+            return "failed", str(exc), None
         scheduler = BatchScheduler(
+            engines,
             hooks=hooks,
             error_handling=settings.get("error_handling", "continue"),
             max_inflight_batches=None if inflight is None else int(inflight),
@@ -321,3 +327,15 @@ def _budget_reached(store: Any, total: int) -> str:
         f"item; retry with settings.max_cost of about {usd(totals.cost + per_item * left)} "
         f"to finish the job)"
     )
+
+
+def _job_engines(model: str | None) -> Any:
+    """The engines a job's calls go to: symai's engine for the model the job names (its
+    own, for this job only: jobs on other models run beside it), else the service's."""
+    if model is None:
+        return ("neurosymbolic",)
+    from symbatcher.local import DEFAULT_TIMEOUT
+    from symbatcher.providers import hosted_engine
+
+    # a request of a job's model may take as long as one to a server at --engine-url
+    return {"neurosymbolic": hosted_engine(model, timeout=DEFAULT_TIMEOUT)}

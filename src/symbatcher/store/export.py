@@ -69,11 +69,13 @@ def write_results(store: RunStore, out: TextIO, fmt: ExportFormat = "jsonl") -> 
     return count
 
 
-def csv_lines(store: RunStore, offset: int = 0, limit: int | None = None) -> Iterator[str]:
+def csv_lines(
+    store: RunStore, offset: int = 0, limit: int | None = None, table: CsvTable | None = None
+) -> Iterator[str]:
     """A CSV of the items from index ``offset`` on, at most ``limit`` of them: the header,
-    then a line per item. The columns are the whole run's, so every page of a run has the
-    same ones."""
-    table = _Table.of(store)
+    then a line per item. The columns are the whole run's (``table``, else found by a pass
+    over the run), so every page of a run has the same ones."""
+    table = CsvTable.of(store) if table is None else table
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -93,7 +95,7 @@ MAX_SPREAD = 50
 
 
 @dataclass
-class _Table:
+class CsvTable:
     """A CSV's columns for a run: a dict input or output spread over a column per key
     (``input.text``, ``output.score``), as the spreadsheet it came from had them; other
     values in one ``input`` / ``output`` column; the error as its type and message."""
@@ -104,7 +106,7 @@ class _Table:
     plain_output: bool
 
     @classmethod
-    def of(cls, store: RunStore) -> _Table:
+    def of(cls, store: RunStore) -> CsvTable:
         """One pass over the run for the keys (a table's header comes first)."""
         keys: tuple[dict[str, None], dict[str, None]] = ({}, {})
         plain = [False, False]
