@@ -168,9 +168,10 @@ class BatchScheduler(Expression):  # type: ignore[misc]
 
     def _http_hooks(self) -> list[Hook]:
         """The call policies a run against HTTP engines gets unless it brings its own."""
+        if not self._sb_http_defaults:
+            return []
         own = self._sb_own
-        engines = [own[n] if n in own else _registered(n) for n in self._sb_engines]
-        if not self._sb_http_defaults or not any(map(_talks_http, engines)):
+        if not any(_talks_http(own[n] if n in own else _registered(n)) for n in self._sb_engines):
             return []
         from symbatcher.hooks.rate_limit import RateLimit
         from symbatcher.hooks.retry import CallRetry

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.pipelines import PIPELINES, module_numbers
+from tests.cli.support import PIPELINES, module_numbers
 
 
 @pytest.fixture

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from symbatcher.testing.server import LocalServer
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "symbatcher", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+from tests.cli.support import run_cli
 
 
 def test_demo_runs_on_the_simulator_with_a_summary() -> None:

@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 
 from symbatcher.cli import main
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "symbatcher", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+from tests.cli.support import run_cli
 
 
 def test_bad_arguments_exit_with_a_message() -> None:

@@ -13,7 +13,7 @@ import pytest
 from symbatcher.cli import main
 from symbatcher.testing import SimulatedEngine
 from symbatcher.testing.server import LocalServer
-from tests.cli.pipelines import lines, write_jsonl
+from tests.cli.support import lines, write_jsonl
 
 
 def test_retry_reads_a_fixed_bad_record_again(

@@ -21,7 +21,7 @@ from symbatcher.dispatch import Dispatcher
 from symbatcher.store.lock import RunLock
 from symbatcher.testing import SimulatedEngine
 from symbatcher.testing.server import LocalServer
-from tests.cli.pipelines import PIPELINES, lines, module_numbers, write_jsonl
+from tests.cli.support import PIPELINES, lines, module_numbers, write_jsonl
 
 
 def test_run_writes_ordered_results_and_resumes_without_calling_again(

@@ -10,7 +10,7 @@ import pytest
 
 from symbatcher.cli import main
 from symbatcher.testing import SimulatedEngine
-from tests.cli.pipelines import write_jsonl
+from tests.cli.support import write_jsonl
 
 
 def test_csv_export_writes_text_as_text_and_other_values_as_json(

@@ -1,10 +1,12 @@
-"""A module of expressions as a user has one beside their data, and the data files the
-command tests write."""
+"""What the command tests share: a module of expressions as a user has one beside their
+data, the data files they write, and the command run as a user runs it (a subprocess)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 #: a number per module written, so each test imports its own (sys.modules keeps them)
@@ -66,3 +68,14 @@ def write_jsonl(path: Path, items: list[object], bad_after: int | None = None) -
         rows.insert(bad_after, "{broken")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "symbatcher", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
