@@ -50,6 +50,12 @@ class Keyless(Expression):
         raise RuntimeError("MY_TOOL_KEY is not set")
 
 
+class Verdict(Expression):
+    def forward(self, input, **kwargs):
+        answer = str(Symbol(str(input)).query("Judge"))
+        return {"verdict": "ok", "length": len(answer)}  # keys not in alphabetical order
+
+
 class Blocked(Expression):
     def forward(self, input, **kwargs):
         if os.path.exists("blocked"):

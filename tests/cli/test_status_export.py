@@ -29,6 +29,31 @@ def test_csv_export_writes_text_as_text_and_other_values_as_json(
     assert "3 items -> out.csv" in err
 
 
+def test_csv_columns_keep_the_order_the_data_and_the_expression_gave_their_keys(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    data = tmp_path / "people.csv"
+    data.write_text("name,age,city\nAda,36,London\nAlan,41,Wilmslow\n", encoding="utf-8")
+    args = [f"{pipelines}:Verdict", str(data), "--run-dir", "run", "--progress", "off"]
+    assert main(["run", *args, "--out", "out.csv"]) == 0
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header, first = next(reader), next(reader)
+    assert header[:7] == [
+        "index",
+        "status",
+        "input.name",
+        "input.age",
+        "input.city",
+        "output.verdict",
+        "output.length",
+    ]  # as the file and the expression had them, not sorted
+    assert first[:5] == ["0", "succeeded", "Ada", "36", "London"]
+    calls = engine.call_count
+    assert main(["run", *args]) == 0  # a resume: the same items, none run again
+    assert engine.call_count == calls
+
+
 def test_status_of_several_run_directories(
     pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from symbatcher import BatchScheduler, ItemError
 from symbatcher.errors import RunMismatchError
 from symbatcher.hooks import Budget, Checkpoint, Cost
+from symbatcher.hooks.base import ItemContext
 from symbatcher.store import SQLiteStore, load_snapshot
 from symbatcher.testing import SimulatedEngine
 from tests.expressions import NestedExpression, TestExpression
@@ -189,3 +191,35 @@ def test_snapshot_shows_items_status_cost_and_pending(
     assert done and all(item["cost"] > 0 and item["completed_at"] for item in done)
     assert items[-1]["status"] == "pending"
     assert view["total_cost"] == pytest.approx(sum(item["cost"] for item in items))
+
+
+def test_an_input_is_kept_in_its_own_key_order_and_known_by_its_sorted_one(
+    engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from symbatcher.hooks.checkpoint import encode_input
+    from symbatcher.store.codec import dumps, fingerprint
+
+    @dataclasses.dataclass
+    class Row:
+        text: str
+        id: int
+
+    for value, stored in (
+        ({"b": 1, "a": 2}, '{"b":1,"a":2}'),
+        (Row("x", 1), '{"text":"x","id":1}'),
+    ):
+        item = ItemContext(0, value, None)  # type: ignore[arg-type]
+        assert encode_input(item) == stored  # shown and exported in the data's order
+        assert item.fingerprint == fingerprint(dumps(value))  # known as before 0.7.6
+    first = BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])
+    first(expr=TestExpression, dataset=[{"b": 1, "a": 2}, {"c": 3}], num_workers=2)
+    calls = engine.call_count
+    again = BatchScheduler(hooks=[Checkpoint(tmp_path / "run")])
+    results = again(expr=TestExpression, dataset=[{"a": 2, "b": 1}, {"c": 3}], num_workers=2)
+    assert engine.call_count == calls and results.stats.restored == 2  # the same items
+    assert [json.loads(r.input) for r in SQLiteStore(tmp_path / "run").items(())] == [
+        {"b": 1, "a": 2},
+        {"c": 3},
+    ]

@@ -24,7 +24,7 @@ from symbatcher.hooks.base import CallContext, Hook, ItemContext, Restored, RunC
 from symbatcher.hooks.cost import Cost
 from symbatcher.results import ItemError, ItemPending
 from symbatcher.store.base import FAILED, FINISHED, SUCCEEDED, ItemRecord, RunStore
-from symbatcher.store.codec import dumps, fingerprint, loads, to_jsonable
+from symbatcher.store.codec import dumps, dumps_ordered, fingerprint, loads, to_jsonable
 from symbatcher.store.pages import paged
 from symbatcher.store.sqlite import SQLiteStore, Synchronous
 
@@ -35,11 +35,15 @@ FORCE = "force=True; --force on the command line"
 
 
 def encode_input(item: ItemContext) -> str:
-    """The item's input as JSON, its fingerprint set on the item as a side effect."""
+    """The item's input as JSON, its keys in the data's order (a CSV's columns, say), and
+    its fingerprint, of the key-sorted JSON, set on the item as a side effect: the same
+    record with its keys in another order is the same item."""
     if item.input_json is None:
-        item.input_json = dumps(item.input)
+        value = item.input
+        item.input_json = dumps_ordered(value)
         if item.fingerprint is None:
-            item.fingerprint = fingerprint(item.input_json)
+            scalar = value is None or isinstance(value, str | int | float)  # one text
+            item.fingerprint = fingerprint(item.input_json if scalar else dumps(value))
     return item.input_json
 
 
@@ -306,7 +310,7 @@ class Checkpoint(Hook):
                 "error_traceback": outcome.traceback,
             }
         else:
-            status, fields = SUCCEEDED, {"result": dumps(to_jsonable(outcome))}
+            status, fields = SUCCEEDED, {"result": dumps_ordered(to_jsonable(outcome))}
         record = ItemRecord(
             item.index,
             item.fingerprint,

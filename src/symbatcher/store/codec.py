@@ -75,6 +75,14 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)  # one shared encoder: no set-up per call
 
 
+def dumps_ordered(value: Any) -> str:
+    """Compact JSON with dict keys in their own order: what is stored and shown (a CSV's
+    columns as the file had them), where :func:`dumps` is for comparing."""
+    if type(value) is str:
+        return _encode_str(value)
+    return _ORDERED.encode(value)
+
+
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -111,3 +119,4 @@ _encode_str = encode_basestring  # what the encoder does with a str, without the
 _ENCODER = json.JSONEncoder(
     default=_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False
 )
+_ORDERED = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
