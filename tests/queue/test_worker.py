@@ -98,6 +98,19 @@ def test_a_worker_streams_a_job_s_items_chunk_by_chunk(
     assert ended.error == "the job was submitted without items"
 
 
+def test_a_job_whose_models_key_is_gone_when_it_starts_fails_saying_so(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service checks the key when a job is submitted; it may be gone by the time the
+    job runs (a restart with another environment): the job fails naming it, no call made."""
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    job = queue.submit("echo", {"items": ["a", "b"], "model": "deepseek:deepseek-v4-flash"})
+    ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
+    assert ended is not None and ended.id == job.id and ended.state == "failed"
+    assert ended.error is not None and ended.error.startswith("DEEPSEEK_API_KEY is not set")
+    assert engine.call_count == 0
+
+
 def test_a_job_can_cap_the_batches_out_at_once(
     queue: JobQueue, tmp_path: Path, dispatchers: list[Dispatcher]
 ) -> None:
