@@ -189,6 +189,7 @@ def _routed_get(own: Callable[..., Any]) -> Callable[..., Any]:
     """symai's ``EngineRepository.get``, except that on a thread of a run that brought its
     own engine under the name, that engine's binding; a ``DynamicEngine`` block still
     comes first, as in symai's own."""
+    from symai.functional import EngineRepository  # here, not per query
 
     def get(engine_name: str, *args: Any, **kwargs: Any) -> Any:
         route = current_route()
@@ -196,8 +197,6 @@ def _routed_get(own: Callable[..., Any]) -> Callable[..., Any]:
         if binding is None:
             return own(engine_name, *args, **kwargs)
         if engine_name in DYNAMIC_NAMES:
-            from symai.functional import EngineRepository
-
             block = EngineRepository().get_dynamic_engine_instance()
             if block is not None:
                 return block
