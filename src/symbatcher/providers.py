@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from symbatcher.errors import EngineNotAvailableError
@@ -75,3 +76,37 @@ def hosted_engine(model: str, *, key_env: str | None = None, timeout: float | No
         raise EngineNotAvailableError(
             f"symai could not build its engine for {model!r}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A model symai can build an engine for, its price and where its key is read."""
+
+    model: str
+    input_price: float | None  # USD per 1M tokens; None: symai has no price for it
+    output_price: float | None
+    key_variable: str
+    key_set: bool
+
+
+def catalog(pattern: str | None = None) -> list[CatalogEntry]:
+    """The models symai knows (those whose name holds ``pattern``), by name: what a user
+    chooses ``--model`` from."""
+    from symbatcher.pricing import symai_pricing
+
+    entries = []
+    for model in known_models():
+        if pattern and pattern.lower() not in model.lower():
+            continue
+        price = symai_pricing(model)
+        variable = key_variable(model)
+        entries.append(
+            CatalogEntry(
+                model,
+                None if price is None else float(price.input),
+                None if price is None else float(price.output),
+                variable,
+                bool(os.environ.get(variable)),
+            )
+        )
+    return entries

@@ -9,7 +9,7 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 
-from symbatcher.cli import demo, export, retry, run, serve, status
+from symbatcher.cli import demo, export, models, retry, run, serve, status
 from symbatcher.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_versions())
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, run, status, retry, export):
+    for module in (demo, run, status, retry, export, models):
         module.add_parser(commands)
     commands.add_parser("config-schema", help="print the run config's JSON schema")
     serve.add_parser(commands)
@@ -62,6 +62,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "retry": retry.retry_command,
     "status": status.status_command,
     "export": export.export_command,
+    "models": models.models_command,
     "config-schema": config_schema_command,
     "serve": serve.serve_command,
 }
