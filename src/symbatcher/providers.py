@@ -83,8 +83,8 @@ class CatalogEntry:
     """A model symai can build an engine for, its price and where its key is read."""
 
     model: str
-    input_price: float | None  # USD per 1M tokens; None: symai has no price for it
-    output_price: float | None
+    input_per_1m: float | None  # USD per 1M tokens; None: symai has no price for it
+    output_per_1m: float | None
     key_variable: str
     key_set: bool
 

@@ -4,6 +4,7 @@ directory (a trial, say), what the run's whole data would cost on each."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,7 @@ def models_command(args: argparse.Namespace) -> int:
     entries = catalog(args.pattern)
     if not entries:
         raise CommandError(f"symai knows no model whose name holds {args.pattern!r}")
-    rows = [
-        {
-            "model": e.model,
-            "input_per_1m": e.input_price,
-            "output_per_1m": e.output_price,
-            "key_variable": e.key_variable,
-            "key_set": e.key_set,
-        }
-        for e in entries
-    ]
+    rows = [dataclasses.asdict(entry) for entry in entries]
     basis = None
     if args.run_dir:
         basis = _per_item(Path(args.run_dir))
