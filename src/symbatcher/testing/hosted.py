@@ -15,10 +15,17 @@ from contextlib import contextmanager
 
 import httpx
 
+#: no cap on connections, each kept alive: httpcore 1.0.9's pool, shared by many threads,
+#: can close a connection it has just handed to a request (surplus keep-alive, or to make
+#: room) while that request is on it (encode/httpcore#1110): the request fails with EBADF,
+#: symai's transport sends it again and the server answers it twice, or it hangs until its
+#: read timeout. With no surplus and always room, the pool closes none.
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+
 
 class _ToLocal(httpx.HTTPTransport):
     def __init__(self, url: str) -> None:
-        super().__init__()
+        super().__init__(limits=_LIMITS)
         self._target = httpx.URL(url)
         if self._target.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"hosted_engines_at takes a local server's URL, got {url!r}")
