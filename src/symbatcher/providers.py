@@ -66,8 +66,8 @@ def hosted_engine(model: str, *, key_env: str | None = None, timeout: float | No
     if not key:
         raise EngineNotAvailableError(
             f"{variable} is not set: export the API key for {model!r} there, or name the "
-            f"variable that holds it (--api-key-env; engine.api_key_env in a run config or "
-            f"a job's settings; hosted_engine(model, key_env=...) in Python)"
+            f"variable that holds it (--api-key-env; engine.api_key_env in a run config; "
+            f"hosted_engine(model, key_env=...) in Python)"
         )
     options: dict[str, Any] = {} if timeout is None else {"client_timeout": timeout}
     try:

@@ -5,7 +5,8 @@ python server_child.py DIR PORT LATENCY LEASE TOKEN DATA_DIR [ENGINE_URL [OPTION
 With ENGINE_URL it is the ``symbatcher serve`` command instead, sending the calls to the
 server there (its token from ``SYMBATCHER_API_TOKEN``; LATENCY and TOKEN unused), with any
 further OPTIONs of the command. ``TEST_HOSTED_AT`` (a local server's URL) sends symai's
-hosted-provider engines' requests there; ``TEST_WORKERS`` runs that many jobs at once.
+hosted-provider engines' requests there; ``TEST_WORKERS`` runs that many jobs at once;
+``TEST_NO_ENGINE`` leaves out the simulated engine (a service with no engine of its own).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ if __name__ == "__main__":
         serve_args += ["--data-dir", data_dir, "--engine-url", sys.argv[7], *sys.argv[8:]]
         sys.exit(main(["serve", *serve_args]))
     with ExitStack() as stack:
-        stack.enter_context(use_engine(SimulatedEngine(latency=float(latency))))
+        if not os.environ.get("TEST_NO_ENGINE"):
+            stack.enter_context(use_engine(SimulatedEngine(latency=float(latency))))
         if hosted := os.environ.get("TEST_HOSTED_AT"):
             stack.enter_context(hosted_engines_at(hosted))
         serve(

@@ -315,6 +315,47 @@ def test_a_job_names_its_model_and_the_other_jobs_keep_the_services_engine(
     assert no_key.status_code == 422 and "no OPENAI_API_KEY in its environment" in no_key.text
 
 
+def test_a_service_with_no_engine_of_its_own_takes_jobs_that_name_their_model(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    """symai has no 'neurosymbolic' engine where it starts, but DeepSeek's key is set: the
+    service starts and runs jobs on a model; a job that names none is refused at once,
+    as is a retry that takes its model away (not left to fail when it runs)."""
+    (tmp_path / "data").mkdir()
+    model = "deepseek:deepseek-v4-flash"
+    env = {"TEST_HOSTED_AT": local_server.url, "TEST_NO_ENGINE": "1", "DEEPSEEK_API_KEY": "sk-t"}
+    stderr = tmp_path / "stderr"
+    running = Service(tmp_path / "svc", tmp_path / "data", 0.0, 1.0, env=env, stderr=stderr)
+    running.start()
+    try:
+        with running.client() as client:
+            stats = client.get("/stats").json()
+            job = client.post(
+                "/jobs",
+                json={"expression": "echo", "items": ["a", "b", "c"], "settings": {"model": model}},
+            ).json()
+            assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+            answers = results(client, job["id"])
+            modelless = client.post("/jobs", json={"expression": "echo", "items": ["x"]})
+            unmodelled = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"model": None}})
+            listed = client.get("/jobs").json()
+    finally:
+        running.stop()
+    assert stats["default_engine"] is False
+    assert len(answers) == 3 and all(  # DeepSeek's answers (the server echoes)
+        str(r["output"]).startswith("echo:") and x in str(r["output"])
+        for r, x in zip(answers, "abc", strict=True)
+    )
+    assert local_server.stats()["ok"] == 3
+    refusal = "this service has no engine of its own: name a model in settings.model"
+    assert modelless.status_code == 422 and refusal in modelless.text
+    assert unmodelled.status_code == 422 and refusal in unmodelled.text
+    assert [j["id"] for j in listed] == [job["id"]]  # the refused left no job
+    assert "takes only jobs that name a model in settings.model; keys set: DEEPSEEK_API_KEY" in (
+        stderr.read_text()
+    )
+
+
 def test_keep_days_removes_an_ended_job_with_its_results(
     tmp_path: Path, local_server: LocalServer
 ) -> None:

@@ -14,15 +14,20 @@ from symbatcher.testing import SimulatedEngine
 def test_a_service_with_no_engine_or_a_bad_import_does_not_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """No engine of its own and no provider's key (so no job could name a model)."""
     from symbatcher import EngineNotAvailableError
     from symbatcher.binding import available_engine
+    from symbatcher.providers import catalog
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EngineNotAvailableError):  # this test's premise: symai has none
         available_engine("neurosymbolic")
+    for entry in catalog():
+        monkeypatch.delenv(entry.key_variable, raising=False)
     assert main(["serve", "--dir", "svc"]) == 2
     err = capsys.readouterr().err
     assert "no engine named 'neurosymbolic'" in err
+    assert "Or set a provider's API key variable" in err
     assert main(["serve", "--dir", "svc", "--import", "no_such_module_x"]) == 2
     assert "cannot import 'no_such_module_x' (--import)" in capsys.readouterr().err
     assert not (tmp_path / "svc").exists()

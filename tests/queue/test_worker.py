@@ -17,6 +17,8 @@ from symbatcher.queue.worker import JobWorker, WorkerPool
 from symbatcher.store.base import SUCCEEDED
 from symbatcher.store.sqlite import SQLiteStore
 from symbatcher.testing import SimulatedEngine
+from symbatcher.testing.hosted import hosted_engines_at
+from symbatcher.testing.server import LocalServer
 
 names = ExpressionRegistry()
 
@@ -109,6 +111,39 @@ def test_a_job_whose_models_key_is_gone_when_it_starts_fails_saying_so(
     assert ended is not None and ended.id == job.id and ended.state == "failed"
     assert ended.error is not None and ended.error.startswith("DEEPSEEK_API_KEY is not set")
     assert engine.call_count == 0
+
+
+def test_a_job_that_names_no_model_fails_saying_so_where_the_service_has_no_engine(
+    queue: JobQueue, tmp_path: Path
+) -> None:
+    """A job queued while the service had an engine of its own, run after a restart
+    without one: it fails naming what it lacks, and nothing of it ran."""
+    job = queue.submit("echo", {"items": ["a", "b"]})
+    ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
+    assert ended is not None and ended.id == job.id and ended.state == "failed"
+    assert ended.error is not None and ended.error.startswith(
+        "the job names no model (settings.model) and the service has no engine of its own: "
+        "no engine named 'neurosymbolic'"
+    )
+    assert ended.progress is None or not ended.progress.get("succeeded")
+
+
+def test_the_workers_engine_timeout_holds_a_jobs_model_to_it(
+    queue: JobQueue, tmp_path: Path, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's model gets the service's request timeout (``serve --engine-timeout``): a
+    provider that stalls fails the call after it, where the default would wait 600 s."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
+    local_server.configure(latency=60.0)
+    job = queue.submit("echo", {"items": ["a"], "model": "deepseek:deepseek-v4-flash"})
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5, engine_timeout=0.2)
+    with hosted_engines_at(local_server.url):
+        ended = worker.run_one()
+    assert ended is not None and ended.id == job.id and ended.state == "failed"
+    assert ended.progress is not None and ended.progress["failed"] == 1
+    (record,) = SQLiteStore(tmp_path / "runs" / job.id).items()
+    assert record.error_type == "EngineTransportError" and record.error_message == "timed out"
+    assert local_server.stats()["ok"] == 0 and local_server.stats()["requests"] >= 1
 
 
 def test_a_job_can_cap_the_batches_out_at_once(

@@ -162,7 +162,10 @@ def create_app(
     data_dirs: list[str | Path] | None = None,
     max_body: int = MAX_BODY,
     event_interval: float = 0.5,
+    default_engine: bool = True,
 ) -> FastAPI:
+    """``default_engine``: whether the service has an engine for jobs that name no model
+    (else such a job is refused at once, rather than failing when it runs)."""
     names = registry or default_registry
     secret = token if token is not None else os.environ.get(TOKEN_ENV) or None
     allowed = [Path(d).resolve() for d in (data_dirs or [])]
@@ -186,6 +189,14 @@ def create_app(
 
     guard = [Depends(authorized)]
 
+    def engine_for(settings: JobSettings) -> None:
+        if settings.model is None and not default_engine:
+            raise HTTPException(
+                422,
+                "this service has no engine of its own: name a model in settings.model "
+                "(one whose provider's key the service has)",
+            )
+
     def existing(job_id: str) -> Job:
         try:
             return queue.get(job_id)
@@ -208,6 +219,7 @@ def create_app(
                 f"{request.expression!r} cannot be built with the params given, as each "
                 f"worker builds it ({problem}); pass them in settings.params",
             )
+        engine_for(request.settings)
         if (request.items is None) == (request.path is None):
             raise HTTPException(422, "give either 'items' or 'path'")
         if request.items is not None and len(request.items) > MAX_ITEMS:
@@ -264,6 +276,7 @@ def create_app(
             raise RequestValidationError(
                 [{**error, "loc": ("body", "settings", *error["loc"])} for error in exc.errors()]
             ) from None
+        engine_for(merged)
         dumped = merged.model_dump(by_alias=True)
         try:
             return job_view(queue.retry(job_id, {key: dumped[key] for key in changes}))
@@ -296,7 +309,11 @@ def create_app(
 
     @app.get("/stats", dependencies=guard)
     def stats() -> dict[str, Any]:
-        return {"jobs": queue.counts(), "expressions": names.names()}
+        return {
+            "jobs": queue.counts(),
+            "expressions": names.names(),
+            "default_engine": default_engine,  # false: every job names its model
+        }
 
     return app
 

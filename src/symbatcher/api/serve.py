@@ -42,16 +42,20 @@ def serve(
     token: str | None = None,
     log_level: str = "warning",
     default_price: Any = None,
+    engine_timeout: float | None = None,
     keep: float | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until interrupted (see the module's docstring for how it stops).
 
-    Refuses to start (``EngineNotAvailableError``) when symai has no engine for the jobs'
-    calls once ``imports`` ran (one of them may register it): else every job would fail;
-    and (``ServiceError``) when it cannot listen at ``host:port``, before any job starts:
-    a second service on a folder whose port is taken would otherwise run its jobs unseen.
-    ``default_price`` prices the calls of models priced nowhere (see ``Cost``). ``keep``:
+    Without an engine of its own in symai (once ``imports`` ran: one of them may register
+    it) it takes only jobs that name a model (``settings.model``) whose provider's key is
+    in its environment; with neither it refuses to start (``EngineNotAvailableError``):
+    every job would fail. It also refuses (``ServiceError``) when it cannot listen at
+    ``host:port``, before any job starts: a second service on a folder whose port is taken
+    would otherwise run its jobs unseen. ``default_price`` prices the calls of models
+    priced nowhere (see ``Cost``); ``engine_timeout``: seconds a request of a job's model
+    may take (default: 600, as a request to ``--engine-url``). ``keep``:
     seconds an ended job is kept (its items, results and run directory) before it is
     removed (:class:`~symbatcher.queue.retention.Retention`); ``None`` keeps every job.
     ``on_ready(url)`` is called once it listens (``port=0``: a free port) and runs jobs.
@@ -59,18 +63,25 @@ def serve(
     import uvicorn
 
     from symbatcher.api.app import create_app
-    from symbatcher.binding import available_engine
 
     for module in imports or []:
         importlib.import_module(module)  # modules whose @register names the expressions
-    available_engine("neurosymbolic")
+    default_engine = _has_default_engine()
     listener = _listen(host, port)
     try:
         folder = Path(directory)
         queue = JobQueue(folder / "jobs.sqlite")
-        app = create_app(queue, folder / "runs", token=token, data_dirs=data_dirs)
+        app = create_app(
+            queue, folder / "runs", token=token, data_dirs=data_dirs, default_engine=default_engine
+        )
         pool = WorkerPool(
-            queue, folder / "runs", size=workers, lease=lease, poll=0.5, default_price=default_price
+            queue,
+            folder / "runs",
+            size=workers,
+            lease=lease,
+            poll=0.5,
+            default_price=default_price,
+            engine_timeout=engine_timeout,
         )
         config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         server = uvicorn.Server(config)
@@ -96,6 +107,32 @@ def serve(
         queue.close()
     finally:
         listener.close()
+
+
+def _has_default_engine() -> bool:
+    """Whether symai has an engine for jobs that name no model; without one, whether any job
+    could run (a provider's key is set, so a job may name one of its models), else why not."""
+    from symbatcher.binding import available_engine
+    from symbatcher.errors import EngineNotAvailableError
+    from symbatcher.providers import catalog
+
+    try:
+        available_engine("neurosymbolic")
+        return True
+    except EngineNotAvailableError as exc:
+        keys = sorted({entry.key_variable for entry in catalog() if entry.key_set})
+        if not keys:
+            raise EngineNotAvailableError(
+                f"{exc} Or set a provider's API key variable (DEEPSEEK_API_KEY, "
+                f"OPENAI_API_KEY, ...: `symbatcher models` lists them) where the service "
+                f"starts, and jobs name their model in settings.model."
+            ) from None
+    logger.warning(
+        "symbatcher serve: no engine of its own (symai has no 'neurosymbolic' engine): it "
+        "takes only jobs that name a model in settings.model; keys set: %s",
+        ", ".join(keys),
+    )
+    return False
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -63,7 +63,8 @@ def engine_options(
 
 
 TIMEOUT_HELP = (
-    "seconds a request to --engine-url (or --model's provider) may take before it fails "
+    "seconds a request to --engine-url (or to a model's provider: --model's, a service "
+    "job's) may take before it fails "
     "and is retried (--engine-url's default 600; symai's own client would wait on a "
     "stalled server forever)"
 )

@@ -82,6 +82,7 @@ def serve_command(args: argparse.Namespace) -> int:
             imports=args.imports,
             data_dirs=args.data_dir,
             default_price=default_price,
+            engine_timeout=args.engine_timeout,
             keep=None if args.keep_days is None else args.keep_days * 86400,
             on_ready=lambda url: print(
                 f"symbatcher serve: listening on {url}, {args.workers} worker(s), queue in "

@@ -69,9 +69,11 @@ class JobWorker:
         lease: float = 30.0,
         poll: float = 1.0,
         default_price: Any = None,
+        engine_timeout: float | None = None,
     ) -> None:
         self.queue = queue
         self.default_price = default_price  # for models priced nowhere (see Cost)
+        self.engine_timeout = engine_timeout  # a request of a job's model (None: 600 s)
         self.root = Path(root)
         self.registry = registry or default_registry
         self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
@@ -170,7 +172,7 @@ class JobWorker:
         hooks.append(Progress(show=False, callback=on_progress, interval=0.5))
         inflight = settings.get("max_inflight_batches")
         try:
-            engines = _job_engines(settings.get("model"))
+            engines = _job_engines(settings.get("model"), self.engine_timeout)
         except EngineNotAvailableError as exc:  # its key gone since it was submitted, say
             return "failed", str(exc), None
         scheduler = BatchScheduler(
@@ -329,13 +331,23 @@ def _budget_reached(store: Any, total: int) -> str:
     )
 
 
-def _job_engines(model: str | None) -> Any:
+def _job_engines(model: str | None, timeout: float | None = None) -> Any:
     """The engines a job's calls go to: symai's engine for the model the job names (its
-    own, for this job only: jobs on other models run beside it), else the service's."""
+    own, for this job only: jobs on other models run beside it), else the service's (a job
+    queued before the service lost its engine fails saying so, its items untouched)."""
     if model is None:
+        from symbatcher.binding import available_engine
+
+        try:
+            available_engine("neurosymbolic")
+        except EngineNotAvailableError as exc:
+            raise EngineNotAvailableError(
+                f"the job names no model (settings.model) and the service has no engine of "
+                f"its own: {exc}"
+            ) from None
         return ("neurosymbolic",)
     from symbatcher.local import DEFAULT_TIMEOUT
     from symbatcher.providers import hosted_engine
 
     # a request of a job's model may take as long as one to a server at --engine-url
-    return {"neurosymbolic": hosted_engine(model, timeout=DEFAULT_TIMEOUT)}
+    return {"neurosymbolic": hosted_engine(model, timeout=timeout or DEFAULT_TIMEOUT)}
