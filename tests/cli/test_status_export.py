@@ -85,3 +85,26 @@ def test_results_to_stdout_for_a_pipe(
     out, err = capsys.readouterr()
     table = list(csv.DictReader(out.splitlines()))
     assert [r["input"] for r in table] == ["a", "b", "c"] and "3 items -> stdout" in err
+
+
+def test_status_export_and_retry_find_the_run_where_run_keeps_it_by_default(
+    pipelines: str, engine: SimulatedEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run`` without ``--run-dir`` keeps its state in ./symbatcher-run; the commands that
+    read a run look there too, so the one directory need never be named."""
+    assert main(["status"]) == 2  # before any run: says where it looked
+    assert "symbatcher-run" in capsys.readouterr().err
+    data = write_jsonl(tmp_path / "in.jsonl", ["a", "b", "c"])
+    (tmp_path / "blocked").touch()
+    assert main(["run", f"{pipelines}:Blocked", str(data), "--progress", "off"]) == 1
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert "symbatcher-run: 3 items: 0 succeeded, 3 failed" in capsys.readouterr().out
+    (tmp_path / "blocked").unlink()
+    assert main(["retry", "--progress", "off"]) == 0
+    assert "3 succeeded, 0 failed" in capsys.readouterr().err
+    assert main(["export"]) == 0
+    exported = tmp_path / "symbatcher-run" / "results.jsonl"
+    assert [json.loads(line)["status"] for line in exported.read_text().splitlines()] == [
+        "succeeded"
+    ] * 3

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from symbatcher.cli.exits import EXIT_OK
+from symbatcher.cli.run_dir import DEFAULT_RUN_DIR, RUN_DIR_HELP
 from symbatcher.errors import CommandError
 
 
 def add_parser(commands: Any) -> None:
     """``symbatcher export``."""
     export = commands.add_parser("export", help="write a run's results as JSON Lines or CSV")
-    export.add_argument("run_dir")
+    export.add_argument("run_dir", nargs="?", default=DEFAULT_RUN_DIR, help=RUN_DIR_HELP)
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--out", help="default: RUN_DIR/results.<format>; - for stdout")
 

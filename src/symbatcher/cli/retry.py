@@ -12,7 +12,7 @@ from symbatcher.cli.execute import execute
 from symbatcher.cli.exits import EXIT_OK
 from symbatcher.cli.options import PROGRESS_HELP, engine_options, positive, positive_number
 from symbatcher.cli.report import failed_fast, finish
-from symbatcher.cli.run_dir import stored_command
+from symbatcher.cli.run_dir import DEFAULT_RUN_DIR, RUN_DIR_HELP, stored_command
 from symbatcher.errors import CommandError
 
 
@@ -21,7 +21,7 @@ def add_parser(commands: Any) -> None:
     retry = commands.add_parser(
         "retry", help="run the failed items of a run again, and those an interruption cut short"
     )
-    retry.add_argument("run_dir")
+    retry.add_argument("run_dir", nargs="?", default=DEFAULT_RUN_DIR, help=RUN_DIR_HELP)
     retry.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto", help=PROGRESS_HELP
     )

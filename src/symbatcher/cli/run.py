@@ -24,7 +24,7 @@ from symbatcher.cli.options import (
     option_of,
 )
 from symbatcher.cli.report import failed_fast, finish
-from symbatcher.cli.run_dir import STDIN_COPY, keep_command, stored_command
+from symbatcher.cli.run_dir import DEFAULT_RUN_DIR, STDIN_COPY, keep_command, stored_command
 from symbatcher.errors import CommandError
 from symbatcher.expression_loader import load_expression
 
@@ -37,7 +37,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("expression", nargs="?", help="MODULE:NAME, e.g. mypkg.pipelines:Summarize")
     run.add_argument("data", nargs="?", help="a .jsonl, .json (array) or .csv file, or -")
     run.add_argument("--config", help="a run config file (YAML or JSON); options here win")
-    run.add_argument("--run-dir", help="state (default ./symbatcher-run)")
+    run.add_argument("--run-dir", help=f"state (default ./{DEFAULT_RUN_DIR})")
     run.add_argument(
         "--out", help="write the results here at the end (.jsonl or .csv; - for stdout)"
     )
@@ -159,7 +159,7 @@ def run_command(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, settings: Any) -> int:
     from symbatcher.store.sqlite import STATE_FILE
 
-    run_dir = Path(settings.run_dir or "symbatcher-run")
+    run_dir = Path(settings.run_dir or DEFAULT_RUN_DIR)
     made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     spool: list[Path] = []  # stdin's copy until the run directory takes it

@@ -9,6 +9,12 @@ from typing import Any
 
 from symbatcher.errors import CommandError
 
+#: where ``run`` keeps its state without ``--run-dir``, and so where ``status``, ``export``
+#: and ``retry`` look without one
+DEFAULT_RUN_DIR = "symbatcher-run"
+#: what ``status``, ``export`` and ``retry`` say of their run directory argument
+RUN_DIR_HELP = f"a run's directory (default ./{DEFAULT_RUN_DIR}, where `run` keeps it)"
+RUN_DIRS_HELP = f"one or more (default ./{DEFAULT_RUN_DIR}, where `run` keeps it)"
 COMMAND_FILE = "command.json"
 STDIN_COPY = "input.jsonl"
 

@@ -9,14 +9,20 @@ from typing import Any
 
 from symbatcher.cli.exits import EXIT_OK, EXIT_USAGE
 from symbatcher.cli.report import projection, summary_lines
-from symbatcher.cli.run_dir import stored_command
+from symbatcher.cli.run_dir import DEFAULT_RUN_DIR, RUN_DIRS_HELP, stored_command
 from symbatcher.errors import CommandError
 
 
 def add_parser(commands: Any) -> None:
     """``symbatcher status``."""
     status = commands.add_parser("status", help="what a run directory holds")
-    status.add_argument("run_dirs", nargs="+", metavar="run_dir", help="one or more")
+    status.add_argument(
+        "run_dirs",
+        nargs="*",
+        default=[DEFAULT_RUN_DIR],
+        metavar="run_dir",
+        help=RUN_DIRS_HELP,
+    )
     status.add_argument("--json", action="store_true", help="the full snapshot as JSON")
 
 
