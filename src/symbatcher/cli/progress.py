@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from symbatcher.dollars import usd
 from symbatcher.durations import spoken
 
 
@@ -34,7 +35,7 @@ def _progress_line(event: Any) -> None:
     total = f"/{event.total:,} items ({event.percent:.1f}%)" if event.total else " items"
     left = f", about {spoken(event.eta_seconds)} left" if event.eta_seconds else ""
     failed = f", {event.failed:,} failed" if event.failed else ""
-    spent = f", ${event.cost:.4f} spent" if event.cost or event.max_cost is not None else ""
+    spent = f", {usd(event.cost)} spent" if event.cost or event.max_cost is not None else ""
     print(
         f"symbatcher: {event.done:,}{total}, {event.items_per_second:.1f} items/s"
         f"{left}{failed}{spent}",

@@ -32,7 +32,7 @@ def summary_lines(
         started = f"{summary.running} {'running' if live else 'interrupted'}, "
     lines = [
         f"{summary.items} items: {summary.succeeded} succeeded, {summary.failed} failed, "
-        f"{started}{summary.pending - summary.running} pending; cost ${summary.cost:.4f}"
+        f"{started}{summary.pending - summary.running} pending; cost {usd(summary.cost)}"
     ]
     if since is not None:
         elapsed, left = time.time() - since, summary.pending

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from symbatcher.dollars import usd
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 from symbatcher.hooks.cost import Cost
 
@@ -75,14 +76,14 @@ class Budget(Hook):
             return None
         if not run.stopped():
             logger.info(
-                "symbatcher: budget of $%.4f reached ($%.4f spent, %d items in flight); "
+                "symbatcher: budget of %s reached (%s spent, %d items in flight); "
                 "starting no further items",
-                self.max_cost,
-                run.spent,
+                usd(self.max_cost),
+                usd(run.spent),
                 run.in_flight,
             )
         run.halt(
-            f"budget reached: spent ${run.spent:.4f} of ${self.max_cost:.4f}"
+            f"budget reached: spent {usd(run.spent)} of {usd(self.max_cost)}"
             + (f" with {run.in_flight} items in flight" if run.in_flight else ""),
             BUDGET_REACHED,
         )

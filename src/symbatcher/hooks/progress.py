@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
+from symbatcher.dollars import usd
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
 
 
@@ -125,7 +126,7 @@ class Progress(Hook):
         )
 
     def _postfix(self, run: RunContext) -> None:
-        cost = f"${run.spent:.4f}" + (f"/${run.max_cost:.2f}" if run.max_cost is not None else "")
+        cost = usd(run.spent) + (f"/{usd(run.max_cost)}" if run.max_cost is not None else "")
         self._bar.set_postfix_str(
             f"failed={run.failed} tokens={run.tokens} cost={cost}", refresh=False
         )
