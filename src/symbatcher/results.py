@@ -149,7 +149,7 @@ class RunStats:
         if self.pending:
             extra += f", {self.pending} pending"
         spent = spend and (self.tokens or self.cost)
-        cost = f", {self.tokens} tokens, {usd(self.cost)}" if spent else ""
+        cost = f", {self.tokens:,} tokens, {usd(self.cost)}" if spent else ""
         cap = f", at most {self.max_inflight_batches} at once" if self.max_inflight_batches else ""
         if not self.engine_calls:
             calls = "no engine calls"
