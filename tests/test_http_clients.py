@@ -157,6 +157,66 @@ def test_a_shared_client_with_proxies_serves_every_thread(
         shared.close()
 
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_proxies_from_the_environment_leave_each_worker_a_client_of_its_own(
+    no_proxies: pytest.MonkeyPatch,
+    local_server: LocalServer,
+    local_vllm: Any,
+    recording: type[Recording],
+) -> None:
+    """symai's client takes the proxies the environment names when it is built; a worker's
+    client, built from the same environment, takes the same ones. Before, a proxy cost the
+    clients of their own: every thread used the shared one."""
+    no_proxies.setenv("HTTP_PROXY", local_server.url)  # it answers for any host, as a proxy
+    no_proxies.setenv("NO_PROXY", "intranet.example")
+    shared = httpx.Client(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
+    no_proxies.setattr(transport, "default_engine_api_client", lambda: shared)
+    try:
+        items = [f"item-{i}" for i in range(8)]
+        results = BatchScheduler()(expr=recording, dataset=items, num_workers=4)
+        assert results.stats.failed == 0
+        clients = [c for _, c in recording.seen.values()]
+        assert clients and all(c is not shared for c in clients)
+        stats = local_server.stats()
+        assert stats["ok"] == 8 and stats["proxied"] == 8  # each through the proxy
+    finally:
+        shared.close()
+
+
+def test_proxies_given_in_code_or_changed_since_keep_the_shared_client(
+    no_proxies: pytest.MonkeyPatch,
+) -> None:
+    """Only proxies a worker's client would find in the environment as they are are
+    copied: one given in code, or an environment changed since, keeps the shared client."""
+    from symbatcher.http_clients import _copyable_settings
+
+    no_proxies.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    no_proxies.setenv("NO_PROXY", "intranet.example")
+    with (
+        httpx.Client() as from_environment,
+        httpx.Client(proxy="http://127.0.0.1:7") as in_code,
+        httpx.Client(trust_env=False, mounts={"http://": httpx.HTTPTransport()}) as mounted,
+    ):
+        assert _copyable_settings(from_environment) is not None
+        assert _copyable_settings(in_code) is None
+        assert _copyable_settings(mounted) is None
+        no_proxies.setenv("HTTP_PROXY", "http://127.0.0.1:8")
+        assert _copyable_settings(from_environment) is None
+        no_proxies.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        no_proxies.setenv("NO_PROXY", "other.example")
+        assert _copyable_settings(from_environment) is None
+
+
 def test_a_request_without_a_timeout_gets_one_so_a_stalled_server_cannot_hold_its_item(
     monkeypatch: pytest.MonkeyPatch,
     local_server: LocalServer,

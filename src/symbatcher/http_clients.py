@@ -61,10 +61,11 @@ class ThreadClients:
 
     The workers' clients copy the shared client's settings (timeout, headers, auth, event
     hooks, redirects, environment) and share its SSL context: each would otherwise load
-    the CA bundle itself (about 30 ms of CPU and 0.8 MB a client here). A shared client
-    with a transport of its own or with proxies (their transports belong to it; hosts that
-    ``NO_PROXY`` exempts are fine) cannot be copied, so then every thread uses it, as
-    without symbatcher.
+    the CA bundle itself (about 30 ms of CPU and 0.8 MB a client here). Proxies that the
+    environment set (``HTTPS_PROXY``, ``NO_PROXY``, ...: symai's client reads them) a
+    worker's client reads there too. A shared client with a transport of its own, or with
+    proxies given in code, cannot be copied (their transports belong to it), so then every
+    thread uses it, as without symbatcher.
     """
 
     def __init__(self) -> None:
@@ -111,7 +112,9 @@ def _copyable_settings(shared: httpx.Client) -> dict[str, Any] | None:
     """What a worker's client needs to behave as ``shared`` does, or None if it cannot."""
     transport = getattr(shared, "_transport", None)
     mounts = getattr(shared, "_mounts", None) or {}
-    if type(transport) is not httpx.HTTPTransport or any(mounts.values()):
+    if type(transport) is not httpx.HTTPTransport or (
+        any(mounts.values()) and not _proxies_from_environment(shared, mounts)
+    ):
         logger.debug("symbatcher: symai's shared client has its own transport or proxies")
         return None
     context = getattr(getattr(transport, "_pool", None), "_ssl_context", None)
@@ -132,6 +135,33 @@ def _copyable_settings(shared: httpx.Client) -> dict[str, Any] | None:
         "verify": context,
         "limits": httpx.Limits(max_keepalive_connections=KEEPALIVE),
     }
+
+
+def _proxies_from_environment(shared: httpx.Client, mounts: dict[Any, Any]) -> bool:
+    """Whether ``shared``'s proxies are those the environment gives a client that trusts
+    it, as a worker's client does: the same patterns, each to the same proxy (or to none,
+    for a ``NO_PROXY`` host). Reads httpx's and httpcore's internals: anything unexpected
+    there is a no (the shared client then serves every thread, as before)."""
+    if not shared.trust_env:
+        return False
+    try:
+        from httpx._utils import URLPattern, get_environment_proxies
+
+        expected = {URLPattern(key): url for key, url in get_environment_proxies().items()}
+        if set(expected) != set(mounts):
+            return False
+        for pattern, url in expected.items():
+            proxy = mounts[pattern]
+            if url is None or proxy is None:
+                if (url is None) != (proxy is None):
+                    return False
+                continue
+            have, want = proxy._pool._proxy_url, httpx.URL(url)
+            if (have.scheme, have.host, have.port) != (want.raw_scheme, want.raw_host, want.port):
+                return False
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
+    return True
 
 
 def close_thread_clients() -> None:

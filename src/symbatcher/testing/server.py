@@ -71,6 +71,7 @@ class ServerStats:
     completion_tokens: int = 0
     other_requests: int = 0  # discovery, tokenize, admin
     connections: int = 0  # TCP connections accepted (keep-alive reuse shows here)
+    proxied: int = 0  # requests for a full URL: a client's proxy settings sent them here
     started: float = field(default_factory=time.monotonic)
 
     def snapshot(self) -> dict[str, Any]:
@@ -141,6 +142,9 @@ class _App:
     # ------------------------------------------------------------------ routes
     async def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], Any]:
         """(status, headers, JSON body); ``None`` as the body means: drop the connection."""
+        if "://" in path.split("?", 1)[0]:  # absolute-form: sent through a proxy (RFC 9112)
+            self.stats.proxied += 1
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
         path = path.split("?", 1)[0]
         if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
             return await self.chat(body)
