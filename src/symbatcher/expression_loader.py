@@ -3,6 +3,7 @@ gives it each item."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -37,7 +38,10 @@ def load_expression(
     for part in attribute.split("."):
         if not hasattr(target, part):
             where = getattr(module, "__file__", None) or "a module without a file"
-            raise CommandError(f"{module_name!r} ({where}) has no {attribute!r}")
+            names = [n for n in dir(target) if not n.startswith("_")]
+            near = difflib.get_close_matches(part, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise CommandError(f"{module_name!r} ({where}) has no {attribute!r}{hint}")
         target = getattr(target, part)
     if not callable(target):
         raise CommandError(f"{spec} is not an Expression class or instance")

@@ -400,6 +400,8 @@ def test_usage_errors_name_the_problem(
     data = write_jsonl(tmp_path / "in.jsonl", ["a"])
     assert main(["run", f"{pipelines}:Missing", str(data)]) == 2
     assert "has no 'Missing'" in capsys.readouterr().err
+    assert main(["run", f"{pipelines}:Ecoh", str(data)]) == 2
+    assert "has no 'Ecoh'; did you mean 'Echo'?" in capsys.readouterr().err
     assert main(["run", "no_such_module:X", str(data)]) == 2
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
     assert main(["run", f"{pipelines}:Echo", "data.txt"]) == 2
