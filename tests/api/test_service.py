@@ -528,6 +528,42 @@ def test_a_job_that_reached_its_budget_is_retried_with_a_larger_one(service: Ser
         assert 1.0 <= sum(r["cost"] for r in rows) <= 100  # one budget over all its runs
 
 
+def test_a_trial_job_tells_what_the_rest_would_cost_and_goes_on_when_retried(
+    service: Service,
+) -> None:
+    """``settings.limit``: the first items alone, the job's ``trial`` saying what the
+    others would cost at their rate; a retry with a larger limit or none goes on."""
+    priced = {"prices": {"simulated": [10_000, 10_000]}, "workers": 2}
+    body = {"expression": "echo", "items": list(range(12)), "settings": {**priced, "limit": 4}}
+    with service.client() as client:
+        job = client.post("/jobs", json=body).json()
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        ended = client.get(f"/jobs/{job['id']}").json()
+        tried = results(client, job["id"])
+        same = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"limit": 4}})
+        more = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"limit": 8}})
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        after_more = results(client, job["id"])
+        rest = client.post(f"/jobs/{job['id']}/retry", json={"settings": {"limit": None}})
+        assert list(events(client, job["id"]))[-1] == ("end", {"status": "succeeded"})
+        final = client.get(f"/jobs/{job['id']}").json()
+        rows = results(client, job["id"])
+        plain = client.post("/jobs", json={"expression": "echo", "items": [1]}).json()
+        assert list(events(client, plain["id"]))[-1] == ("end", {"status": "succeeded"})
+        done = client.post(f"/jobs/{plain['id']}/retry")
+    trial, cost = ended["trial"], ended["progress"]["cost"]
+    assert [r["index"] for r in tried] == [0, 1, 2, 3] and ended["total"] == 12
+    assert trial["limit"] == 4 and trial["items_left"] == 8 and cost > 0
+    assert trial["cost_per_item"] == pytest.approx(cost / 4)
+    assert trial["cost_left"] == pytest.approx(cost / 4 * 8)
+    assert same.status_code == 422 and "a trial of 4 items: go on with a larger" in same.text
+    assert more.status_code == 200 and [r["index"] for r in after_more] == list(range(8))
+    assert after_more[:4] == tried  # kept as they were, not run again
+    assert rest.status_code == 200 and [r["index"] for r in rows] == list(range(12))
+    assert rows[:8] == after_more and final["trial"] is None
+    assert done.status_code == 409 and "or a trial (settings.limit)" in done.text
+
+
 def _started_with_a_long_job(tmp_path: Path) -> tuple[Service, Path, str, str]:
     """A service running a 50 s job, with one more job queued behind it."""
     (tmp_path / "data").mkdir()

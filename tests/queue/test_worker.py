@@ -13,6 +13,7 @@ from symai import Expression, Symbol
 
 from symbatcher.dispatch import Dispatcher
 from symbatcher.queue import ExpressionRegistry, JobQueue
+from symbatcher.queue.jobs import JobStateError
 from symbatcher.queue.worker import JobWorker, WorkerPool
 from symbatcher.store.base import SUCCEEDED
 from symbatcher.store.sqlite import SQLiteStore
@@ -144,6 +145,39 @@ def test_the_workers_engine_timeout_holds_a_jobs_model_to_it(
     (record,) = SQLiteStore(tmp_path / "runs" / job.id).items()
     assert record.error_type == "EngineTransportError" and record.error_message == "timed out"
     assert local_server.stats()["ok"] == 0 and local_server.stats()["requests"] >= 1
+
+
+def test_a_trial_runs_the_first_items_and_its_retry_the_rest_once_each(
+    queue: JobQueue, engine: SimulatedEngine, tmp_path: Path
+) -> None:
+    """``limit``: the first items alone, and what the rest would cost at their rate; a
+    retry with no limit runs the others, none of the first again."""
+    prices = {"simulated": (1.0, 2.0)}
+    job = queue.submit(
+        "echo", {"items": [f"item-{i}" for i in range(20)], "limit": 5, "prices": prices}
+    )
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5)
+    ended = worker.run_one()
+    assert ended is not None and ended.state == "succeeded" and ended.error is None
+    assert engine.call_count == 5
+    store = SQLiteStore(tmp_path / "runs" / job.id)
+    assert succeeded_items(tmp_path / "runs" / job.id) == list(range(5))
+    totals = store.totals()
+    assert ended.progress is not None
+    trial = ended.progress["trial"]
+    assert trial["limit"] == 5 and trial["items_left"] == 15
+    assert trial["cost_per_item"] == pytest.approx(totals.cost / 5) and totals.cost > 0
+    assert trial["cost_left"] == pytest.approx(totals.cost / 5 * 15)
+    assert trial["tokens_left"] == round(totals.tokens_per_item * 15) > 0
+    queue.retry(job.id, {"limit": None})
+    again = worker.run_one()
+    assert again is not None and again.state == "succeeded"
+    assert engine.call_count == 20  # the 15 others, once each
+    assert succeeded_items(tmp_path / "runs" / job.id) == list(range(20))
+    assert all(r.attempts == 1 for r in SQLiteStore(tmp_path / "runs" / job.id).items())
+    assert again.progress is not None and again.progress.get("trial") is None
+    with pytest.raises(JobStateError, match="only a failed or cancelled job, or a trial"):
+        queue.retry(queue.submit("echo", {"items": ["x"]}).id)
 
 
 def test_a_job_can_cap_the_batches_out_at_once(

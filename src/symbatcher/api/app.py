@@ -86,6 +86,13 @@ class JobSettings(WithParams):
         "and with each item's call",
     )
     error_handling: Literal["continue", "fail_fast"] = "continue"
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="a trial: run only the first N items, to try the expression and see what "
+        "the whole job would cost (the job's 'trial'); retry it with a larger limit or none "
+        "to go on, keeping the items run",
+    )
     model: str | None = Field(
         default=None,
         description="a hosted model by symai's name for it, e.g. deepseek:deepseek-v4-flash: "
@@ -150,6 +157,8 @@ def job_view(job: Job) -> dict[str, Any]:
             for key in ("done", "succeeded", "failed", "items_per_second", "eta_seconds")
         }
         | {"tokens": progress.get("tokens"), "cost": progress.get("cost")},
+        # a trial's (settings.limit) end: the items not run, what they would cost
+        "trial": progress.get("trial"),
     }
 
 
@@ -277,6 +286,18 @@ def create_app(
                 [{**error, "loc": ("body", "settings", *error["loc"])} for error in exc.errors()]
             ) from None
         engine_for(merged)
+        tried = job.settings.get("limit")
+        if (
+            job.state == "succeeded"
+            and tried is not None
+            and merged.limit is not None
+            and merged.limit <= tried
+        ):
+            raise HTTPException(
+                422,
+                f"the job was a trial of {tried} items: go on with a larger settings.limit, or "
+                f"null for all of them",
+            )
         dumped = merged.model_dump(by_alias=True)
         try:
             return job_view(queue.retry(job_id, {key: dumped[key] for key in changes}))

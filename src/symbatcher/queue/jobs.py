@@ -316,15 +316,20 @@ class JobQueue:
         return self.get(job_id)
 
     def retry(self, job_id: str, settings: Mapping[str, Any] | None = None) -> Job:
-        """Queue a failed or cancelled job again. Its run resumes from its items: those
-        that succeeded are not run again, the failed ones and those never reached are.
-        ``settings`` replace those of the job it names (a larger ``max_cost`` for a job
-        that reached its budget, ``prices`` for a model that had none)."""
+        """Queue a failed or cancelled job, or a trial (``limit``), again. Its run resumes
+        from its items: those that succeeded are not run again, the failed ones and those
+        never reached are. ``settings`` replace those of the job it names (a larger
+        ``max_cost`` for a job that reached its budget, ``prices`` for a model that had
+        none, a larger ``limit`` or none for a trial)."""
         with self._transaction() as db:
             row = _row(db, job_id)
-            if row["state"] not in ("failed", "cancelled"):
+            trial = json.loads(row["settings"]).get("limit") is not None
+            if row["state"] not in ("failed", "cancelled") and not (
+                trial and row["state"] == "succeeded"
+            ):
                 raise JobStateError(
-                    f"job {job_id!r} is {row['state']}: only a failed or cancelled job is retried"
+                    f"job {job_id!r} is {row['state']}: only a failed or cancelled job, or a "
+                    f"trial (settings.limit), is retried"
                 )
             settings = json.loads(row["settings"]) | dict(settings or {}) | {"retry_failed": True}
             db.execute(

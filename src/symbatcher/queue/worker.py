@@ -13,10 +13,12 @@ queue every ``poll`` seconds (SQLite has no notifications); ``stop()`` wakes it 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,11 @@ class JobWorker:
         settings = job.settings
         if job.total is None:
             return "failed", "the job was submitted without items", None
-        items = self.queue.items(job.id)  # streamed: a job of millions is not held in memory
+        items: Iterator[Any] = self.queue.items(job.id)  # streamed: millions are not held
+        limit = settings.get("limit")
+        total = job.total if limit is None else min(int(limit), job.total)
+        if total < job.total:  # a trial: the first items alone
+            items = itertools.islice(items, total)
         latest: dict[str, Any] = {}
 
         def on_progress(event: ProgressEvent) -> None:
@@ -188,7 +194,7 @@ class JobWorker:
             int(settings.get("workers", 8)),
             int(settings.get("batch_size", 5)),
             dict(settings.get("params") or {}),
-            {"replay_restored": False, "total": job.total},
+            {"replay_restored": False, "total": total},
         )
         reason: list[str] = []
         done = threading.Event()
@@ -209,6 +215,8 @@ class JobWorker:
             beat.join()
         stats = stream.stats
         figures = dict(latest)  # the last progress event, sent at the end of the run
+        if total < job.total:
+            figures["trial"] = _trial(checkpoint.store, job.total, total)
         if reason:
             return ("cancelled" if reason[0] == "cancelled" else "failed"), reason[0], figures
         if self._halting:  # given back; if it had just finished, its next claim says so
@@ -313,6 +321,21 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _trial(store: Any, total: int, limit: int) -> dict[str, Any]:
+    """What a trial leaves: the items not run, and what they would cost at the rate of
+    those run (``None`` until one has finished with a cost)."""
+    totals = store.totals()
+    left = total - totals.finished
+    per_item, tokens = totals.cost_per_item, totals.tokens_per_item
+    return {
+        "limit": limit,
+        "items_left": left,
+        "tokens_left": round(tokens * left) if totals.finished else None,
+        "cost_left": per_item * left if totals.finished else None,
+        "cost_per_item": per_item if totals.finished else None,
+    }
 
 
 def _budget_reached(store: Any, total: int) -> str:
