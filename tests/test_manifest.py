@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def packages_dir(tmp_path: Path) -> Iterator[Path]:
 def test_the_manifest_has_the_fields_import_reads() -> None:
     manifest = json.loads((ROOT / "package.json").read_text())
     assert manifest["version"] == symbatcher.__version__
+    # what pip installs says the same (it said 0.7.5 while the package said 0.7.6)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["version"] == symbatcher.__version__
     assert manifest["name"] and manifest["description"]
     assert manifest["dependencies"] == []
     entries = [*manifest["expressions"], manifest["run"]]
