@@ -198,7 +198,8 @@ def create_app(
 
     guard = [Depends(authorized)]
 
-    def engine_for(settings: JobSettings) -> None:
+    def refuse_without_engine(settings: JobSettings) -> None:
+        """Refused when submitted: a job naming no model would fail only once it ran."""
         if settings.model is None and not default_engine:
             raise HTTPException(
                 422,
@@ -228,7 +229,7 @@ def create_app(
                 f"{request.expression!r} cannot be built with the params given, as each "
                 f"worker builds it ({problem}); pass them in settings.params",
             )
-        engine_for(request.settings)
+        refuse_without_engine(request.settings)
         if (request.items is None) == (request.path is None):
             raise HTTPException(422, "give either 'items' or 'path'")
         if request.items is not None and len(request.items) > MAX_ITEMS:
@@ -285,7 +286,7 @@ def create_app(
             raise RequestValidationError(
                 [{**error, "loc": ("body", "settings", *error["loc"])} for error in exc.errors()]
             ) from None
-        engine_for(merged)
+        refuse_without_engine(merged)
         tried = job.settings.get("limit")
         if (
             job.state == "succeeded"

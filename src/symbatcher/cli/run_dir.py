@@ -13,8 +13,9 @@ from symbatcher.errors import CommandError
 #: and ``retry`` look without one
 DEFAULT_RUN_DIR = "symbatcher-run"
 #: what ``status``, ``export`` and ``retry`` say of their run directory argument
-RUN_DIR_HELP = f"a run's directory (default ./{DEFAULT_RUN_DIR}, where `run` keeps it)"
-RUN_DIRS_HELP = f"one or more (default ./{DEFAULT_RUN_DIR}, where `run` keeps it)"
+_WHERE = f"default ./{DEFAULT_RUN_DIR}, where `run` keeps it"
+RUN_DIR_HELP = f"a run's directory ({_WHERE})"
+RUN_DIRS_HELP = f"one or more ({_WHERE})"
 COMMAND_FILE = "command.json"
 STDIN_COPY = "input.jsonl"
 

@@ -323,7 +323,8 @@ class JobQueue:
         none, a larger ``limit`` or none for a trial)."""
         with self._transaction() as db:
             row = _row(db, job_id)
-            trial = json.loads(row["settings"]).get("limit") is not None
+            had = json.loads(row["settings"])
+            trial = had.get("limit") is not None
             if row["state"] not in ("failed", "cancelled") and not (
                 trial and row["state"] == "succeeded"
             ):
@@ -331,7 +332,7 @@ class JobQueue:
                     f"job {job_id!r} is {row['state']}: only a failed or cancelled job, or a "
                     f"trial (settings.limit), is retried"
                 )
-            settings = json.loads(row["settings"]) | dict(settings or {}) | {"retry_failed": True}
+            settings = had | dict(settings or {}) | {"retry_failed": True}
             db.execute(
                 "UPDATE jobs SET state = 'queued', settings = ?, finished_at = NULL, "
                 "error = NULL, cancel_requested = 0, worker = NULL, lease_until = NULL "

@@ -325,17 +325,16 @@ class WorkerPool:
 
 def _trial(store: Any, total: int, limit: int) -> dict[str, Any]:
     """What a trial leaves: the items not run, and what they would cost at the rate of
-    those run (``None`` until one has finished with a cost)."""
+    those run (no rate while none has finished)."""
     totals = store.totals()
     left = total - totals.finished
-    per_item, tokens = totals.cost_per_item, totals.tokens_per_item
-    return {
-        "limit": limit,
-        "items_left": left,
-        "tokens_left": round(tokens * left) if totals.finished else None,
-        "cost_left": per_item * left if totals.finished else None,
-        "cost_per_item": per_item if totals.finished else None,
-    }
+    trial: dict[str, Any] = {"limit": limit, "items_left": left}
+    rate = totals.finished > 0
+    per_item = totals.cost_per_item if rate else None
+    trial["tokens_left"] = round(totals.tokens_per_item * left) if rate else None
+    trial["cost_left"] = None if per_item is None else per_item * left
+    trial["cost_per_item"] = per_item
+    return trial
 
 
 def _budget_reached(store: Any, total: int) -> str:
