@@ -60,6 +60,26 @@ def test_each_job_is_claimed_once_by_competing_workers(tmp_path: Path) -> None:
     assert sorted(claimed) == sorted(ids)  # every job once, none twice
 
 
+def test_a_worker_with_no_engine_claims_only_jobs_that_name_their_model(queue: JobQueue) -> None:
+    """``models_only``: a process with no engine of its own leaves the jobs that name no
+    model to one that has, also a lapsed one; the order among the rest is kept."""
+    plain = queue.submit("x", priority=9, now=0.0)
+    named_null = queue.submit("x", {"model": None}, priority=9, now=0.5)
+    first = queue.submit("x", {"model": "deepseek:deepseek-v4-flash"}, now=1.0)
+    second = queue.submit("x", {"model": "openai:gpt-5.4-mini"}, now=2.0)
+    taken = [queue.claim("no-engine", lease=5, now=10.0, models_only=True) for _ in range(3)]
+    assert [job.id if job else None for job in taken] == [first.id, second.id, None]
+    lapsed = queue.claim("engine", lease=5, now=10.0)
+    assert lapsed is not None and lapsed.id == plain.id  # the highest priority, for an engine
+    for job in (first, second):
+        assert queue.finish(job.id, "no-engine", "succeeded", now=11.0)
+    assert queue.claim("no-engine", lease=5, now=20.0, models_only=True) is None  # lapsed too
+    rest = queue.claim("engine", lease=5, now=20.0)
+    assert rest is not None and rest.id == plain.id and rest.claims == 2
+    other = queue.claim("engine", lease=5, now=20.0)
+    assert other is not None and other.id == named_null.id
+
+
 def test_a_lapsed_lease_lets_another_worker_take_the_job(queue: JobQueue) -> None:
     job = queue.submit("x", now=0.0)
     assert queue.claim("dead", lease=5, now=1.0) is not None

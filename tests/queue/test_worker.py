@@ -117,8 +117,10 @@ def test_a_job_whose_models_key_is_gone_when_it_starts_fails_saying_so(
 def test_a_job_that_names_no_model_fails_saying_so_where_the_service_has_no_engine(
     queue: JobQueue, tmp_path: Path
 ) -> None:
-    """A job queued while the service had an engine of its own, run after a restart
-    without one: it fails naming what it lacks, and nothing of it ran."""
+    """A worker of one's own (``models_only`` not set) in a process with no engine, given a
+    job that names no model: it fails naming what it lacks, and nothing of it ran. The
+    service's and ``symbatcher worker``'s workers, with no engine, leave such a job queued
+    (below)."""
     job = queue.submit("echo", {"items": ["a", "b"]})
     ended = JobWorker(queue, tmp_path / "runs", registry=names, lease=5).run_one()
     assert ended is not None and ended.id == job.id and ended.state == "failed"
@@ -127,6 +129,24 @@ def test_a_job_that_names_no_model_fails_saying_so_where_the_service_has_no_engi
         "no engine named 'neurosymbolic'"
     )
     assert ended.progress is None or not ended.progress.get("succeeded")
+
+
+def test_a_worker_for_models_only_leaves_a_job_with_no_model_queued(
+    queue: JobQueue, tmp_path: Path, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no engine of its own it takes the job that names its model and leaves the
+    other, queued and untouched, to a process that has one."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
+    plain = queue.submit("echo", {"items": ["a"]}, priority=5)
+    named = queue.submit("echo", {"items": ["b", "c"], "model": "deepseek:deepseek-v4-flash"})
+    worker = JobWorker(queue, tmp_path / "runs", registry=names, lease=5, models_only=True)
+    with hosted_engines_at(local_server.url):
+        ended = worker.run_one()
+        assert worker.run_one() is None
+    assert ended is not None and ended.id == named.id and ended.state == "succeeded"
+    left = queue.get(plain.id)
+    assert (left.state, left.claims, left.error) == ("queued", 0, None)
+    assert not (tmp_path / "runs" / plain.id).exists()
 
 
 def test_the_workers_engine_timeout_holds_a_jobs_model_to_it(

@@ -5,11 +5,8 @@ survive the process: start it again on the same directory and queued jobs run, a
 that was running when the process died is claimed again once its lease lapses and resumes
 from its items.
 
-Stopping: a Ctrl-C starts no new job and waits for the running ones to end. A second
-Ctrl-C, or a SIGTERM (what a container runtime sends, with a grace period far shorter
-than a job), stops now: the running jobs start no further item, their items in flight
-finish, and they go back to the queue to resume from their items. A third Ctrl-C exits at
-once; those jobs are then claimed again once their lease lapses.
+Stopping: a Ctrl-C waits for the running jobs, a second one or a SIGTERM gives them back
+to the queue (``queue/process.py``, shared with ``symbatcher worker``).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from typing import Any
 from symbatcher.errors import ServiceError
 from symbatcher.interrupts import Terminated, sigterm_raises
 from symbatcher.queue.jobs import JobQueue
+from symbatcher.queue.process import has_default_engine, stop_pool
 from symbatcher.queue.retention import Retention
 from symbatcher.queue.worker import WorkerPool
 
@@ -66,7 +64,7 @@ def serve(
 
     for module in imports or []:
         importlib.import_module(module)  # modules whose @register names the expressions
-    default_engine = _has_default_engine()
+    default_engine = has_default_engine("serve")
     listener = _listen(host, port)
     try:
         folder = Path(directory)
@@ -82,6 +80,7 @@ def serve(
             poll=0.5,
             default_price=default_price,
             engine_timeout=engine_timeout,
+            models_only=not default_engine,
         )
         config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         server = uvicorn.Server(config)
@@ -98,41 +97,15 @@ def serve(
             try:
                 server.run(sockets=[listener])
             except BaseException as exc:
-                _stop(pool, now=isinstance(exc, Terminated))
+                stop_pool(pool, now=isinstance(exc, Terminated), who="serve")
                 raise
             finally:
                 if retention is not None:
                     retention.stop()
-            _stop(pool, now=False)
+            stop_pool(pool, now=False, who="serve")
         queue.close()
     finally:
         listener.close()
-
-
-def _has_default_engine() -> bool:
-    """Whether symai has an engine for jobs that name no model; without one, whether any job
-    could run (a provider's key is set, so a job may name one of its models), else why not."""
-    from symbatcher.binding import available_engine
-    from symbatcher.errors import EngineNotAvailableError
-    from symbatcher.providers import catalog
-
-    try:
-        available_engine("neurosymbolic")
-        return True
-    except EngineNotAvailableError as exc:
-        keys = sorted({entry.key_variable for entry in catalog() if entry.key_set})
-        if not keys:
-            raise EngineNotAvailableError(
-                f"{exc} Or set a provider's API key variable (DEEPSEEK_API_KEY, "
-                f"OPENAI_API_KEY, ...: `symbatcher models` lists them) where the service "
-                f"starts, and jobs name their model in settings.model."
-            ) from None
-    logger.warning(
-        "symbatcher serve: no engine of its own (symai has no 'neurosymbolic' engine): it "
-        "takes only jobs that name a model in settings.model; keys set: %s",
-        ", ".join(keys),
-    )
-    return False
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -144,31 +117,3 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ServiceError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; nothing was started"
         ) from None
-
-
-def _stop(pool: WorkerPool, now: bool) -> None:
-    """Wait for the running jobs to end, or (``now``, or on a second Ctrl-C) halt them and
-    give them back to the queue. Either wait may be long: say what it is for."""
-    if not now:
-        if running := pool.running():
-            logger.warning(
-                "symbatcher serve: stopping; waiting for %d running job(s) to finish (%s). "
-                "Ctrl-C again to stop now: they go back to the queue and resume from their "
-                "items when the service starts again.",
-                len(running),
-                ", ".join(job.id for job in running),
-            )
-        try:
-            pool.stop()
-            return
-        except KeyboardInterrupt:  # a second Ctrl-C, or a SIGTERM
-            pass
-    if running := pool.running():
-        logger.warning(
-            "symbatcher serve: stopping now; %d running job(s) finish their items in flight "
-            "and go back to the queue (%s). Ctrl-C again to exit at once: they are then "
-            "claimed again once their lease lapses.",
-            len(running),
-            ", ".join(job.id for job in running),
-        )
-    pool.stop(now=True)

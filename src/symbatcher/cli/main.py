@@ -9,7 +9,7 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 
-from symbatcher.cli import demo, export, models, retry, run, serve, status
+from symbatcher.cli import demo, export, models, retry, run, serve, status, worker
 from symbatcher.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         module.add_parser(commands)
     commands.add_parser("config-schema", help="print the run config's JSON schema")
     serve.add_parser(commands)
+    worker.add_parser(commands)
     return parser
 
 
@@ -65,6 +66,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": models.models_command,
     "config-schema": config_schema_command,
     "serve": serve.serve_command,
+    "worker": worker.worker_command,
 }
 
 

@@ -25,14 +25,9 @@ from symbatcher.errors import CommandError
 def add_parser(commands: Any) -> None:
     """``symbatcher serve``."""
     serve = commands.add_parser("serve", help="the REST API and workers over a queue folder")
-    serve.add_argument("--dir", default="symbatcher-service", help="queue and job state")
+    queue_options(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=positive, default=2, help="jobs run at once")
-    serve.add_argument("--lease", type=float, default=30.0, help="seconds a claim lasts")
-    serve.add_argument(
-        "--import", dest="imports", action="append", default=[], help="a module with @register"
-    )
     serve.add_argument(
         "--data-dir", action="append", default=[], help="a folder jobs may read files from"
     )
@@ -56,23 +51,8 @@ def serve_command(args: argparse.Namespace) -> int:
         raise CommandError(
             f"the service needs the server extra: pip install 'symbatcher[server]' ({exc})"
         ) from None
-    check_engine_options(args)
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
-    for module in args.imports:  # here, to name a bad one without a traceback
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise CommandError(f"cannot import {module!r} (--import): {exc}") from exc
-    default_price = None
     with ExitStack() as stack:
-        stack.enter_context(_service_log())
-        if args.engine_url or args.model:
-            from symbatcher.pricing import FREE
-
-            stack.enter_context(run_engine(engine_of(args)))
-            if args.engine_url:
-                default_price = FREE  # a self-hosted server: no per-token bill
+        default_price = service_setup(args, stack)
         serve(
             args.dir,
             host=args.host,
@@ -91,6 +71,37 @@ def serve_command(args: argparse.Namespace) -> int:
             ),
         )
     return EXIT_OK
+
+
+def service_setup(args: argparse.Namespace, stack: ExitStack) -> Any:
+    """What a process serving a queue folder (``serve``, ``worker``) sets up from its
+    options, undone by ``stack``: the expressions' modules imported, the log on stderr,
+    the engine. Returns the price of calls priced nowhere (free on a self-hosted server)."""
+    check_engine_options(args)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # a server process: modules beside you import
+    for module in args.imports:  # here, to name a bad one without a traceback
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CommandError(f"cannot import {module!r} (--import): {exc}") from exc
+    stack.enter_context(_service_log())
+    if not (args.engine_url or args.model):
+        return None
+    from symbatcher.pricing import FREE
+
+    stack.enter_context(run_engine(engine_of(args)))
+    return FREE if args.engine_url else None  # a self-hosted server: no per-token bill
+
+
+def queue_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a process serving a queue folder, the API's aside."""
+    parser.add_argument("--dir", default="symbatcher-service", help="queue and job state")
+    parser.add_argument("--workers", type=positive, default=2, help="jobs run at once")
+    parser.add_argument("--lease", type=float, default=30.0, help="seconds a claim lasts")
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], help="a module with @register"
+    )
 
 
 @contextmanager

@@ -372,8 +372,12 @@ class JobQueue:
         return [Job.from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ workers
-    def claim(self, worker: str, lease: float = 30.0, now: float | None = None) -> Job | None:
-        """The next job for ``worker``, now running under a lease, or None."""
+    def claim(
+        self, worker: str, lease: float = 30.0, now: float | None = None, models_only: bool = False
+    ) -> Job | None:
+        """The next job for ``worker``, now running under a lease, or None. ``models_only``:
+        only a job that names its model (``settings.model``), for a worker with no engine of
+        its own."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             for (stale,) in db.execute(
@@ -382,9 +386,10 @@ class JobQueue:
             ).fetchall():
                 _remove(db, stale)  # its submitter died mid-way: nobody will queue it
             row = db.execute(
-                "SELECT id FROM jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND lease_until < ?) "
-                "ORDER BY priority DESC, created_at, id LIMIT 1",
+                "SELECT id FROM jobs WHERE (state = 'queued' "
+                "OR (state = 'running' AND lease_until < ?)) "
+                + ("AND json_extract(settings, '$.model') IS NOT NULL " if models_only else "")
+                + "ORDER BY priority DESC, created_at, id LIMIT 1",
                 (now,),
             ).fetchone()
             if row is None:

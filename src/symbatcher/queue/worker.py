@@ -72,8 +72,11 @@ class JobWorker:
         poll: float = 1.0,
         default_price: Any = None,
         engine_timeout: float | None = None,
+        models_only: bool = False,
     ) -> None:
         self.queue = queue
+        # with no engine of its own: leave the jobs that name no model to a process with one
+        self.models_only = models_only
         self.default_price = default_price  # for models priced nowhere (see Cost)
         self.engine_timeout = engine_timeout  # a request of a job's model (None: 600 s)
         self.root = Path(root)
@@ -107,7 +110,7 @@ class JobWorker:
 
     def run_one(self) -> Job | None:
         """Claim one job and run it to its end; the ended job, or None if none was queued."""
-        job = self.queue.claim(self.name, self.lease)
+        job = self.queue.claim(self.name, self.lease, models_only=self.models_only)
         if job is None:
             return None
         self.job = job
@@ -295,6 +298,11 @@ class WorkerPool:
                 self._live -= 1
                 if not self._live:
                     self._all_left.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until every worker has left: after :meth:`stop`, or each on an error it could not
+        serve past (a queue it could no longer read). False if the timeout passed first."""
+        return self._all_left.wait(timeout)
 
     def running(self) -> list[Job]:
         """The jobs its workers run now."""
