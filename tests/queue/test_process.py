@@ -17,7 +17,7 @@ import pytest
 from symbatcher.cli import main
 from symbatcher.providers import catalog
 from symbatcher.queue import JobQueue
-from symbatcher.queue.jobs import ENDED
+from symbatcher.queue.jobs import ENDED, Job
 from symbatcher.store.sqlite import SQLiteStore
 
 CHILD = Path(__file__).with_name("worker_child.py")
@@ -124,13 +124,18 @@ def test_two_worker_processes_share_a_queue_and_run_each_job_once(tmp_path: Path
     assert all("started by" in log for log in logs)
 
 
-def test_ctrl_c_waits_for_the_running_job_and_a_second_one_gives_it_back(
-    tmp_path: Path,
-) -> None:
+def _a_long_job(tmp_path: Path) -> tuple[JobQueue, Job, WorkerProcess]:
+    """A queue with a job of 2,000 items (about 25 s), and a worker process for it."""
     folder = tmp_path / "svc"
     queue = JobQueue(folder / "jobs.sqlite")
     job = queue.submit("echo", {"workers": 4}, items=[f"item-{i}" for i in range(2000)])
-    worker = WorkerProcess(folder, tmp_path / "w.log", latency=0.05)
+    return queue, job, WorkerProcess(folder, tmp_path / "w.log", latency=0.05)
+
+
+def test_ctrl_c_waits_for_the_running_job_and_a_second_one_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    queue, job, worker = _a_long_job(tmp_path)
     try:
         worker.start()
         assert worker.process is not None
@@ -152,15 +157,12 @@ def test_ctrl_c_waits_for_the_running_job_and_a_second_one_gives_it_back(
     assert "stopping now; 1 running job(s) finish their items in flight" in worker.text()
     assert "when the worker starts again" in worker.text()
     assert back.state == "queued" and back.worker is None
-    done = len(list(SQLiteStore(folder / "runs" / job.id).items()))
+    done = len(list(SQLiteStore(tmp_path / "svc" / "runs" / job.id).items()))
     assert 4 <= done < 2000  # kept, to resume from
 
 
 def test_sigterm_gives_the_running_job_back_at_once(tmp_path: Path) -> None:
-    folder = tmp_path / "svc"
-    queue = JobQueue(folder / "jobs.sqlite")
-    job = queue.submit("echo", {"workers": 4}, items=[f"item-{i}" for i in range(2000)])
-    worker = WorkerProcess(folder, tmp_path / "w.log", latency=0.05)
+    queue, job, worker = _a_long_job(tmp_path)
     try:
         worker.start()
         assert worker.process is not None

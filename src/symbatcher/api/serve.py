@@ -21,9 +21,8 @@ from typing import Any
 from symbatcher.errors import ServiceError
 from symbatcher.interrupts import Terminated, sigterm_raises
 from symbatcher.queue.jobs import JobQueue
-from symbatcher.queue.process import has_default_engine, stop_pool
+from symbatcher.queue.process import folder_pool, has_default_engine, stop_pool
 from symbatcher.queue.retention import Retention
-from symbatcher.queue.worker import WorkerPool
 
 logger = logging.getLogger("symbatcher")
 
@@ -72,15 +71,8 @@ def serve(
         app = create_app(
             queue, folder / "runs", token=token, data_dirs=data_dirs, default_engine=default_engine
         )
-        pool = WorkerPool(
-            queue,
-            folder / "runs",
-            size=workers,
-            lease=lease,
-            poll=0.5,
-            default_price=default_price,
-            engine_timeout=engine_timeout,
-            models_only=not default_engine,
+        pool = folder_pool(
+            queue, folder, workers, lease, default_price, engine_timeout, default_engine
         )
         config: Any = uvicorn.Config(app, host=host, port=port, log_level=log_level)
         server = uvicorn.Server(config)

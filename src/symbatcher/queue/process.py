@@ -92,6 +92,29 @@ def stop_pool(pool: WorkerPool, now: bool, who: str) -> None:
     pool.stop(now=True)
 
 
+def folder_pool(
+    queue: JobQueue,
+    directory: str | Path,
+    workers: int,
+    lease: float,
+    default_price: Any,
+    engine_timeout: float | None,
+    default_engine: bool,
+) -> WorkerPool:
+    """The workers of a process over a queue folder (not started). With no engine of its
+    own (``default_engine`` false) they claim only jobs that name their model."""
+    return WorkerPool(
+        queue,
+        Path(directory) / "runs",
+        size=workers,
+        lease=lease,
+        poll=0.5,
+        default_price=default_price,
+        engine_timeout=engine_timeout,
+        models_only=not default_engine,
+    )
+
+
 def work(
     directory: str | Path,
     *,
@@ -122,15 +145,8 @@ def work(
     default_engine = has_default_engine("worker")
     queue = JobQueue(queue_file)
     try:
-        pool = WorkerPool(
-            queue,
-            Path(directory) / "runs",
-            size=workers,
-            lease=lease,
-            poll=0.5,
-            default_price=default_price,
-            engine_timeout=engine_timeout,
-            models_only=not default_engine,
+        pool = folder_pool(
+            queue, directory, workers, lease, default_price, engine_timeout, default_engine
         )
         with sigterm_raises():
             pool.start()
