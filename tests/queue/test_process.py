@@ -222,3 +222,26 @@ def test_a_worker_on_a_folder_with_no_queue_starts_nothing(
     assert "no queue in svc-typo: svc-typo/jobs.sqlite does not exist" in err
     assert "`symbatcher serve --dir svc-typo`" in err
     assert not (tmp_path / "svc-typo").exists()
+
+
+def test_a_worker_process_whose_workers_all_stopped_on_an_error_says_so(
+    tmp_path: Path,
+    engine: object,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its workers gone (the queue unreadable, say), it must not wait for good."""
+    from symbatcher.errors import ServiceError
+    from symbatcher.queue.process import work
+    from symbatcher.queue.worker import JobWorker
+
+    def broken(self: JobWorker) -> None:
+        raise OSError("disk I/O error")
+
+    JobQueue(tmp_path / "svc" / "jobs.sqlite").close()
+    monkeypatch.setattr(JobWorker, "serve", broken)
+    with pytest.raises(ServiceError, match="every worker stopped on an error"):
+        work(tmp_path / "svc", workers=3)
+    stopped = [r for r in caplog.records if "stopped on an error" in r.getMessage()]
+    errors = [record.exc_info[1] if record.exc_info else None for record in stopped]
+    assert len(stopped) == 3 and all(str(error) == "disk I/O error" for error in errors)

@@ -293,6 +293,8 @@ class WorkerPool:
     def _serve(self, worker: JobWorker) -> None:
         try:
             worker.serve()
+        except Exception:  # a job's own errors fail the job; this is the queue failing
+            logger.exception("symbatcher: %s stopped on an error", worker.name)
         finally:
             with self._live_lock:
                 self._live -= 1
