@@ -1,4 +1,5 @@
-"""Pressing Ctrl-C from a test: a real SIGINT to the main thread, at a known place."""
+"""Pressing Ctrl-C from a test: a real SIGINT to the main thread, at a known place; or a
+signal that another thread takes, as the kernel may have it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,36 @@ def press() -> None:
     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
+def taken_by_another_thread(
+    signum: int, seen: threading.Event, waits_in: str, *, not_in: str | None = None
+) -> tuple[threading.Thread, list[str]]:
+    """A thread that takes ``signum`` itself once the main thread sleeps in a wait from
+    ``waits_in`` (see :func:`main_thread_waits_in`), as the kernel may give any thread a
+    signal sent to the process: CPython then only notes it for the main thread. If the
+    main thread has not acted on it (``seen``) within 10 s, the signal goes to the main
+    thread too, so that a failing test ends, and the list returned says so."""
+    missed: list[str] = []
+
+    def take() -> None:
+        main_thread_waits_in(waits_in, not_in=not_in)
+        signal.pthread_kill(threading.get_ident(), signum)
+        if not seen.wait(timeout=10):
+            missed.append("the main thread did not see the signal")
+            assert threading.main_thread().ident is not None
+            signal.pthread_kill(threading.main_thread().ident, signum)
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    return thread, missed
+
+
 def main_thread_waits_in(function: str, *, not_in: str | None = None) -> None:
     """Until the main thread sleeps in a wait called (at any depth) from ``function`` and
     not from ``not_in``: where a Ctrl-C is to land. Polled: nothing signals it.
 
     The kernel must say the thread sleeps, too: a SIGINT that arrives after the interpreter
     let go of the GIL but before the thread blocks wakes nothing, and the wait goes on
-    (CPython checks for signals before it blocks, not in between).
+    (CPython checks for signals before it blocks, not in between) until its next look.
     """
     main = threading.main_thread()
     assert main.ident is not None

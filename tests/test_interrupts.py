@@ -14,7 +14,7 @@ from symai.functional import EngineRepository
 
 from symbatcher import BatchScheduler, EngineBinding, binding
 from symbatcher.dispatch import Dispatcher
-from symbatcher.interrupts import ctrl_c_held
+from symbatcher.interrupts import ctrl_c_held, wait_until
 from symbatcher.testing import SimulatedEngine, use_engine
 from tests import ctrl_c
 from tests.expressions import TestExpression
@@ -62,6 +62,26 @@ def test_outside_the_main_thread_it_does_nothing() -> None:
     thread.start()
     thread.join()
     assert handlers == [signal.default_int_handler]
+
+
+def test_a_ctrl_c_another_thread_took_ends_the_main_threads_wait() -> None:
+    event, seen = threading.Event(), threading.Event()
+    thread, missed = ctrl_c.taken_by_another_thread(signal.SIGINT, seen, "wait_until")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wait_until(event)
+    finally:
+        seen.set()
+        thread.join()
+    assert not missed and not event.is_set()
+
+
+def test_wait_until_returns_when_set_or_at_its_timeout() -> None:
+    event = threading.Event()
+    assert wait_until(event, timeout=0) is False
+    assert wait_until(event, timeout=0.3) is False  # longer than one look
+    event.set()
+    assert wait_until(event) is True
 
 
 def test_a_second_ctrl_c_while_the_run_stops_still_stops_every_worker(
@@ -153,6 +173,29 @@ def _run_one_item_while(press: Callable[[], None]) -> threading.Thread:
     with pytest.raises(KeyboardInterrupt):
         BatchScheduler()(expr=_TwoSteps, dataset=["<only>"], num_workers=1)
     return presser
+
+
+def test_a_run_stops_on_a_ctrl_c_another_thread_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's worker takes the SIGINT while its call is out: the run must stop (tell its
+    workers, wait for the call, send no further one) as for a Ctrl-C the main thread took."""
+    stopped = _cancel_tells(monkeypatch)
+    with use_engine(_HeldFirstCall()) as engine:
+        taker: list[tuple[threading.Thread, list[str]]] = []
+
+        def take_ctrl_c_then_answer() -> None:
+            engine.entered.wait(timeout=60)
+            taker.append(
+                ctrl_c.taken_by_another_thread(signal.SIGINT, stopped, "collect", not_in="start")
+            )
+            stopped.wait(timeout=60)
+            engine.release.set()
+
+        _run_one_item_while(take_ctrl_c_then_answer).join()
+        thread, missed = taker[0]
+        thread.join()
+        assert not missed
+        assert engine.call_count == 1  # "step two" was refused
+        assert registered() is engine
 
 
 def test_ctrl_c_waits_for_the_call_out_and_sends_no_further_one(

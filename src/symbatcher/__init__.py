@@ -32,7 +32,7 @@ from symbatcher.results import ItemError, ItemPending, RunResults, RunStats
 from symbatcher.scheduler import BatchScheduler, RunStream
 from symbatcher.store import load_snapshot
 
-__version__ = "0.8.0"
+__version__ = "0.8.1"
 
 __all__ = [
     "Backoff",

@@ -41,7 +41,7 @@ from symbatcher.http_clients import (
     client_per_thread,
     close_thread_clients,
 )
-from symbatcher.interrupts import ctrl_c_held
+from symbatcher.interrupts import ctrl_c_held, receive, wait_until
 from symbatcher.pricing import model_of
 from symbatcher.results import ItemError, ItemPending, RunStats
 from symbatcher.templates import cached_templates
@@ -359,7 +359,7 @@ class Run:
         with self._closing():
             running = len(self._threads)
             while running:
-                message = self._outbox.get()
+                message = receive(self._outbox)
                 if message is _WORKER_EXIT:
                     running -= 1
                     continue
@@ -423,7 +423,7 @@ class Run:
         later join returns at once and the run would unbind under its running workers.
         The joins after the event only see threads that are on their way out.
         """
-        self._all_left.wait()
+        wait_until(self._all_left)
         for thread in self._threads:
             thread.join()
 

@@ -11,14 +11,21 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from symai import Expression, Symbol
 
 from symbatcher.cli import main
+from symbatcher.interrupts import Terminated
 from symbatcher.providers import catalog
-from symbatcher.queue import JobQueue
+from symbatcher.queue import ExpressionRegistry, JobQueue
 from symbatcher.queue.jobs import ENDED, Job
+from symbatcher.queue.process import work
+from symbatcher.queue.worker import JobWorker
 from symbatcher.store.sqlite import SQLiteStore
+from symbatcher.testing import SimulatedEngine, use_engine
+from tests import ctrl_c
 
 CHILD = Path(__file__).with_name("worker_child.py")
 READY = "symbatcher worker: 1 worker(s) on the queue in"
@@ -178,6 +185,53 @@ def test_sigterm_gives_the_running_job_back_at_once(tmp_path: Path) -> None:
     assert back.state == "queued"
 
 
+names = ExpressionRegistry()
+
+
+@names.register("echo")
+class Echo(Expression):  # type: ignore[misc]
+    def forward(self, input: Any, **kwargs: Any) -> Any:
+        return Symbol(str(input)).query("Summarize")
+
+
+def test_a_sigterm_another_thread_took_gives_the_running_job_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel gives a signal sent to the process to any of its threads (CI saw a
+    worker's take a SIGTERM): the process must stop as if its main thread had, and give
+    the job back at once, not after running it to its end. ``work`` in this process, its
+    first call taking the SIGTERM on its own thread."""
+    monkeypatch.setattr("symbatcher.queue.worker.default_registry", names)
+    stop_now, halted = JobWorker.stop_now, threading.Event()
+
+    def stop_now_and_tell(self: JobWorker) -> None:
+        stop_now(self)
+        halted.set()
+
+    monkeypatch.setattr(JobWorker, "stop_now", stop_now_and_tell)
+    taker: list[tuple[threading.Thread, list[str]]] = []
+
+    class TakesSigterm(SimulatedEngine):
+        def forward(self, argument: Any) -> Any:
+            if not taker:
+                taker.append(ctrl_c.taken_by_another_thread(signal.SIGTERM, halted, "work"))
+                halted.wait(timeout=60)
+            return super().forward(argument)
+
+    queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
+    job = queue.submit("echo", {"workers": 1}, items=["first", "second"])
+    with use_engine(TakesSigterm()) as engine, pytest.raises(Terminated):
+        work(tmp_path / "svc", workers=1)
+    thread, missed = taker[0]
+    thread.join()
+    back = queue.get(job.id)
+    queue.close()
+    assert not missed
+    assert back.state == "queued" and engine.call_count == 1  # "second" waits for its claim
+    [record] = SQLiteStore(tmp_path / "svc" / "runs" / job.id).items()
+    assert record.status == "succeeded"  # the call in flight finished and was kept
+
+
 def test_a_worker_with_no_engine_starts_with_a_providers_key_and_not_without(
     tmp_path: Path,
 ) -> None:
@@ -232,8 +286,6 @@ def test_a_worker_process_whose_workers_all_stopped_on_an_error_says_so(
 ) -> None:
     """Its workers gone (the queue unreadable, say), it must not wait for good."""
     from symbatcher.errors import ServiceError
-    from symbatcher.queue.process import work
-    from symbatcher.queue.worker import JobWorker
 
     def broken(self: JobWorker) -> None:
         raise OSError("disk I/O error")

@@ -26,6 +26,7 @@ from symbatcher.dispatch import DEFAULT_LINGER
 from symbatcher.dollars import usd
 from symbatcher.errors import EngineNotAvailableError
 from symbatcher.hooks.base import Hook, ItemContext, RunContext
+from symbatcher.interrupts import wait_until
 from symbatcher.queue.jobs import Job, JobQueue, JobState
 from symbatcher.queue.registry import ExpressionRegistry, UnknownExpressionError
 from symbatcher.queue.registry import registry as default_registry
@@ -304,7 +305,7 @@ class WorkerPool:
     def wait(self, timeout: float | None = None) -> bool:
         """Until every worker has left: after :meth:`stop`, or each on an error it could not
         serve past (a queue it could no longer read). False if the timeout passed first."""
-        return self._all_left.wait(timeout)
+        return wait_until(self._all_left, timeout)
 
     def running(self) -> list[Job]:
         """The jobs its workers run now."""
@@ -321,7 +322,7 @@ class WorkerPool:
         # an event, not Thread.join: on Python 3.11 a join cut short by Ctrl-C marks the
         # thread stopped while it runs (CPython gh-90882), and stop(now=True) after it
         # would not wait at all
-        self._all_left.wait()
+        wait_until(self._all_left)
         for thread in self._threads:
             thread.join()
         self._threads = []
