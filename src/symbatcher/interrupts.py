@@ -96,7 +96,7 @@ def _in_main_thread() -> bool:
 
 
 def wait_until(event: threading.Event, timeout: float | None = None) -> bool:
-    """``event.wait(timeout)`` that a Ctrl-C or SIGTERM cuts short in the main thread
+    """``event.wait(timeout)`` that a Ctrl-C or SIGTERM cuts short in the main thread,
     whichever thread the kernel gave it to (see the module's docstring)."""
     if not _in_main_thread():
         return event.wait(timeout)
