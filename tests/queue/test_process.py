@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from symai import Expression, Symbol
 
 from symbatcher.cli import main
 from symbatcher.interrupts import Terminated
@@ -26,6 +25,7 @@ from symbatcher.queue.worker import JobWorker
 from symbatcher.store.sqlite import SQLiteStore
 from symbatcher.testing import SimulatedEngine, use_engine
 from tests import ctrl_c
+from tests.expressions import TestExpression
 
 CHILD = Path(__file__).with_name("worker_child.py")
 READY = "symbatcher worker: 1 worker(s) on the queue in"
@@ -185,15 +185,6 @@ def test_sigterm_gives_the_running_job_back_at_once(tmp_path: Path) -> None:
     assert back.state == "queued"
 
 
-names = ExpressionRegistry()
-
-
-@names.register("echo")
-class Echo(Expression):  # type: ignore[misc]
-    def forward(self, input: Any, **kwargs: Any) -> Any:
-        return Symbol(str(input)).query("Summarize")
-
-
 def test_a_sigterm_another_thread_took_gives_the_running_job_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +192,8 @@ def test_a_sigterm_another_thread_took_gives_the_running_job_back(
     worker's take a SIGTERM): the process must stop as if its main thread had, and give
     the job back at once, not after running it to its end. ``work`` in this process, its
     first call taking the SIGTERM on its own thread."""
+    names = ExpressionRegistry()
+    names.register("summarize")(TestExpression)
     monkeypatch.setattr("symbatcher.queue.worker.default_registry", names)
     stop_now, halted = JobWorker.stop_now, threading.Event()
 
@@ -219,7 +212,7 @@ def test_a_sigterm_another_thread_took_gives_the_running_job_back(
             return super().forward(argument)
 
     queue = JobQueue(tmp_path / "svc" / "jobs.sqlite")
-    job = queue.submit("echo", {"workers": 1}, items=["first", "second"])
+    job = queue.submit("summarize", {"workers": 1}, items=["first", "second"])
     with use_engine(TakesSigterm()) as engine, pytest.raises(Terminated):
         work(tmp_path / "svc", workers=1)
     thread, missed = taker[0]
